@@ -1,0 +1,224 @@
+"""Running a job: decide which frames need work, render them in batches, and record each as it lands.
+
+Frames already in the output folder with the same parameter hash are skipped, so re-running a job resumes it
+and a changed frame re-renders alone. The model loads only when there is something to render.
+
+Text-to-image frames are independent: they render ``batch_size`` at a time, each sample with its own noise
+phase, prompt mix and bend parameters. Image-to-image frames each start from the previous frame's image, so
+they render one by one, in order; a frame range must start where the previous frame is already rendered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .bends import ParamBatch
+from .conditioning import PromptBank
+from .errors import BendError, JobError
+from .events import EventStream
+from .frame_store import FrameStore
+from .job import FrameSpec, Job, frame_record
+from .models import Model, load_model
+from .noise import circular_walk, noise_fields
+from .sampler import BentSampler
+from .stack import BendStack
+
+
+@dataclass
+class RunSummary:
+    rendered: list[int]
+    skipped: list[int]
+    seconds: float
+
+
+def parse_frame_range(text: str) -> tuple[int, int]:
+    """``"A-B"`` (inclusive) or ``"A"``, as given to ``--frames``."""
+    first, sep, last = text.partition("-")
+    try:
+        start = int(first)
+        end = int(last) if sep else start
+    except ValueError:
+        raise JobError(f"--frames: expected A-B or A with frame numbers, got {text!r}") from None
+    if end < start:
+        raise JobError(f"--frames: the range {text!r} ends before it starts")
+    return start, end
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class Runner:
+    """Renders one job into its output folder, streaming events."""
+
+    def __init__(
+        self,
+        job: Job,
+        events: EventStream,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        model: Model | None = None,
+    ) -> None:
+        self.job = job
+        self.events = events
+        self.should_stop = should_stop
+        self.store = FrameStore(job.output_folder)
+        self._model = model
+        self._stack = BendStack(job.bends)
+
+    def run(self, frame_range: tuple[int, int] | None = None) -> RunSummary:
+        started = time.perf_counter()
+        job = self.job
+        selected = [
+            i for i, f in enumerate(job.frames) if frame_range is None or frame_range[0] <= f.frame <= frame_range[1]
+        ]
+        if not selected:
+            raise JobError(f"--frames: no frame of the job lies in {frame_range[0]}-{frame_range[1]}")
+        self.store.prepare()
+        hashes = job.frame_hashes()
+        manifest = self.store.load_manifest()
+        self._done = {i for i, f in enumerate(job.frames) if self.store.is_done(manifest.get(f.frame), hashes[i])}
+        todo = [i for i in selected if i not in self._done]
+        skipped = [job.frames[i].frame for i in selected if i in self._done]
+        self.events.emit("start", frames=len(selected), todo=len(todo), skipped=len(skipped))
+        rendered: list[int] = []
+        if todo:
+            if job.mode == "img2img":
+                self._check_chain(todo)
+            self._prepare_model()
+            render = self._render_txt2img if job.mode == "txt2img" else self._render_img2img
+            render(todo, hashes, rendered)
+        seconds = time.perf_counter() - started
+        self.events.emit("done", rendered=len(rendered), skipped=len(skipped), seconds=round(seconds, 3))
+        return RunSummary(rendered=rendered, skipped=skipped, seconds=seconds)
+
+    def _prepare_model(self) -> None:
+        job = self.job
+        started = time.perf_counter()
+        if self._model is None:
+            spec = job.model
+            self._model = load_model(
+                spec.source,
+                device=spec.device,
+                precision=spec.precision,
+                scheduler=spec.scheduler,
+                allow_download=spec.allow_download,
+                trust_pickle=spec.trust_pickle,
+            )
+        model = self._model
+        self.bank = PromptBank(
+            model.tokenizer, model.text_encoder, job.prompts, warn=lambda m: self.events.emit("warning", message=m)
+        )
+        self.sampler = BentSampler(
+            model,
+            self._stack,
+            steps=job.steps,
+            guidance=job.guidance,
+            uncond=self.bank.encode([job.negative_prompt]),
+            should_stop=self.should_stop,
+        )
+        factor = model.vae_scale_factor
+        self.latent_shape = (model.latent_channels, job.height // factor, job.width // factor)
+        self.events.emit(
+            "loaded",
+            model=model.source,
+            device=str(model.device),
+            dtype=str(model.dtype).replace("torch.", ""),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _params(self, frames: Sequence[FrameSpec]) -> dict[str, ParamBatch]:
+        return {
+            p.bend.name: ParamBatch(tuple(f.params.get(p.bend.name, 0.0) for f in frames)) for p in self.job.bends
+        }
+
+    def _follow_steps(self, frames: Sequence[int]) -> None:
+        numbers = list(frames)
+        self.sampler.on_step = lambda step, steps: self.events.emit("step", frames=numbers, step=step, steps=steps)
+
+    def _record(self, index: int, image: np.ndarray, frame_hash: str, seconds: float, rendered: list[int]) -> None:
+        frame = self.job.frames[index]
+        record = {"hash": frame_hash, "seed": self.job.frame_seed(index), "seconds": round(seconds, 4),
+                  "params": frame_record(frame)}
+        path = self.store.write(frame.frame, image, record)
+        rendered.append(frame.frame)
+        self.events.emit("frame", frame=frame.frame, file=str(path), seconds=round(seconds, 4))
+
+    def _render_txt2img(self, todo: Sequence[int], hashes: Sequence[str], rendered: list[int]) -> None:
+        job = self.job
+        a, b = noise_fields(job.noise_seed, self.latent_shape)
+        for batch in _batches(todo, job.batch_size):
+            started = time.perf_counter()
+            frames = [job.frames[i] for i in batch]
+            self._follow_steps(f.frame for f in frames)
+            images = self._bent(frames, self._txt2img_latents, frames, a, b)
+            seconds = (time.perf_counter() - started) / len(batch)
+            for index, image in zip(batch, images, strict=True):
+                self._record(index, image, hashes[index], seconds, rendered)
+
+    def _txt2img_latents(self, frames: Sequence[FrameSpec], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        noise = circular_walk(a, b, [f.phase for f in frames])
+        cond = self.bank.mix([f.prompt_weights for f in frames])
+        return self.sampler.txt2img(noise, cond, self._params(frames), seed=self.job.noise_seed)
+
+    def _bent(self, frames: Sequence[FrameSpec], make_latents: Callable[..., torch.Tensor], *args) -> np.ndarray:
+        """Run the sampler, naming the frames in any bend error raised mid-render."""
+        try:
+            return self.sampler.decode(make_latents(*args))
+        except BendError as exc:
+            numbers = ", ".join(str(f.frame) for f in frames)
+            raise BendError(f"frame {numbers}: {exc}") from exc
+
+    def _check_chain(self, todo: Sequence[int]) -> None:
+        first = todo[0]
+        if first > 0 and first - 1 not in self._done:
+            frame, previous = self.job.frames[first].frame, self.job.frames[first - 1].frame
+            raise JobError(
+                f"--frames: image-to-image frame {frame} starts from frame {previous}, which is not rendered yet; "
+                "render from the first frame"
+            )
+
+    def _render_img2img(self, todo: Sequence[int], hashes: Sequence[str], rendered: list[int]) -> None:
+        job = self.job
+        previous: tuple[int, np.ndarray] | None = None  # the frame just rendered, kept in memory
+        for index in todo:
+            started = time.perf_counter()
+            frame = job.frames[index]
+            self._follow_steps([frame.frame])
+            if index == 0 and job.init_image is None:
+                a, b = noise_fields(job.noise_seed, self.latent_shape)
+                image = self._bent([frame], self._txt2img_latents, [frame], a, b)[0]
+            else:
+                kept = previous is not None and previous[0] == index - 1
+                source = previous[1] if kept else self._source_image(index)
+                image = self._bent([frame], self._img2img_latents, index, source)[0]
+            self._record(index, image, hashes[index], time.perf_counter() - started, rendered)
+            previous = (index, image)
+
+    def _source_image(self, index: int) -> np.ndarray:
+        """The image frame ``index`` starts from: the init image for the first frame, else the previous frame."""
+        if index > 0:
+            return self.store.read(self.job.frames[index - 1].frame)
+        from PIL import Image
+
+        with Image.open(self.job.init_image) as image:
+            image = image.convert("RGB")
+            if image.size != (self.job.width, self.job.height):
+                image = image.resize((self.job.width, self.job.height), Image.Resampling.LANCZOS)
+            return np.asarray(image)
+
+    def _img2img_latents(self, index: int, source: np.ndarray) -> torch.Tensor:
+        job, frame = self.job, self.job.frames[index]
+        seed = job.frame_seed(index)
+        if job.img2img_prompt is None:
+            cond = self.bank.mix([frame.prompt_weights])
+        else:
+            cond = self.bank.encode([job.img2img_prompt])
+        latents = self.sampler.encode(source[None], seed)
+        return self.sampler.img2img(latents, cond, self._params([frame]), frame.strength, seed)
