@@ -67,6 +67,7 @@ import numpy as np
 import scipy.fft
 
 from .audio_io import pcm_to_float
+from .catalog import FEATURE_NAMES
 from .errors import AudioError
 
 __all__ = [
@@ -81,18 +82,6 @@ __all__ = [
     "window_length",
 ]
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "rms",
-    "centroid",
-    "spread",
-    "skewness",
-    "kurtosis",
-    "flux",
-    "onset",
-    "band_low",
-    "band_mid",
-    "band_high",
-)
 
 ONSET_GAMMA: float = 1000.0
 """Log-compression gain of the onset feature, applied to magnitudes divided by the window sum."""

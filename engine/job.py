@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .bends import Bend, check_params, validate_bend
+from .catalog import JOB_FORMAT, JOB_VERSION, MODES, OPERATORS, PRECISIONS, UNET_TARGET
 from .errors import BendError, EngineError, JobError
 from .noise import paper_phases
-from .operators import OPERATORS
 from .selection import Selection
-from .stack import UNET_TARGET, PlacedBend, Placement
+from .stack import PlacedBend, Placement
 
-JOB_FORMAT = "diffusion-bender-job"
-JOB_VERSION = 1
-MODES = ("txt2img", "img2img")
 _MISSING = object()
 
 
@@ -231,7 +228,7 @@ def _parse_model(fields: _Fields) -> ModelSpec:
         allow_download=fields.get("allow_download", "bool", False),
         trust_pickle=fields.get("trust_pickle", "bool", False),
         device=fields.get("device", "str", "auto"),
-        precision=fields.get("precision", "str", "auto", _one_of(("auto", "fp32", "fp16", "bf16"))),
+        precision=fields.get("precision", "str", "auto", _one_of(PRECISIONS)),
         scheduler=fields.get("scheduler", "str", "ddim"),
     )
     fields.finish()

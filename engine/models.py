@@ -21,23 +21,14 @@ from typing import Any
 
 import torch
 
+from .catalog import SCHEDULER_ALIASES, TINY_RANDOM
 from .errors import ModelError
-from .tiny_random import TINY_RANDOM, build_tiny_components
+from .tiny_random import build_tiny_components
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SINGLE_FILE_CONFIG = Path(__file__).resolve().parent / "model_configs" / "sd-v1"
 
-# Short names for the schedulers artists reach for; any other diffusers scheduler class name works too.
-SCHEDULER_ALIASES = {
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-    "lcm": "LCMScheduler",
-}
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -83,9 +74,9 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     """fp16 on CUDA by default; fp32 elsewhere, where half precision is slow or unsupported."""
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in PRECISIONS:
-        raise ModelError(f"model.precision: unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
+    if precision not in DTYPES:
+        raise ModelError(f"model.precision: unknown precision {precision!r}; use auto, {', '.join(DTYPES)}")
+    return DTYPES[precision]
 
 
 def make_scheduler(name: str, base_config: Any) -> Any:

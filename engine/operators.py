@@ -37,32 +37,19 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import kornia
 import torch
 from torch import Tensor
 
+from .catalog import OPERATORS, OperatorSpec
 from .errors import BendError
 
 if TYPE_CHECKING:
     from .bends import ParamBatch
 
 __all__ = ["OPERATORS", "OperatorSpec", "apply_operator", "kernel_size"]
-
-
-@dataclass(frozen=True)
-class OperatorSpec:
-    """What the rest of the engine and the UI need to know about an operator, without calling it."""
-
-    name: str
-    summary: str  # one line for docs and the UI, with the paper reference
-    takes_param: bool
-    options: tuple[str, ...]  # allowed option keys
-    needs_channels: int | None  # the paper's 4×4 matrices only make sense on the 4-channel latent
-    spatial: bool  # acts on (H, W): meaningful on feature maps, and a candidate for "random_channels"
-    required_options: tuple[str, ...] = ()  # options without a sensible default (which channel, which plane)
 
 
 OperatorFn = Callable[[Tensor, "ParamBatch", Mapping[str, Any]], Tensor]
@@ -301,56 +288,15 @@ def spatial_flip(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> T
 # Registry
 
 
-def _entry(
-    fn: OperatorFn,
-    summary: str,
-    *,
-    takes_param: bool = True,
-    options: tuple[str, ...] = (),
-    needs_channels: int | None = None,
-    spatial: bool = False,
-    required_options: tuple[str, ...] = (),
-) -> tuple[str, tuple[OperatorSpec, OperatorFn]]:
-    # The function's name is the operator's public name, so the two can never drift apart
-    spec = OperatorSpec(fn.__name__, summary, takes_param, options, needs_channels, spatial, required_options)
-    return fn.__name__, (spec, fn)
-
-
-_REGISTRY: dict[str, tuple[OperatorSpec, OperatorFn]] = dict(
-    [
-        _entry(add, "x + r (paper eq. 1)"),
-        _entry(multiply, "x · r (paper eq. 2)"),
-        _entry(threshold, "1 where x ≥ r, else 0 (paper eq. 3)"),
-        _entry(magnitude_gate, "x where |x| ≥ r, else 0 (the threshold of the paper authors' code)"),
-        _entry(invert, "1/r − x, r ≠ 0 (paper eq. 4)"),
-        _entry(rotate_r1, "R1: rotate channels (1, 2) by r radians (paper 3.1.2)", needs_channels=4),
-        _entry(rotate_r2, "R2: rotate channels (0, 2) by r radians (paper 3.1.2)", needs_channels=4),
-        _entry(rotate_r3, "R3: rotate channels (0, 3) by r radians (paper 3.1.2)", needs_channels=4),
-        _entry(rotate_r4, "R4: rotate channels (0, 1) by r radians (paper 3.1.2)", needs_channels=4),
-        _entry(
-            rotate_plane,
-            "rotate channel plane (i, j) by r radians, any channel count (generalises paper 3.1.2)",
-            options=("plane",),
-            required_options=("plane",),
-        ),
-        _entry(
-            reflect,
-            "negate channel k: identity with M[k,k] = −1 (paper 3.1.2)",
-            takes_param=False,
-            options=("channel",),
-            required_options=("channel",),
-        ),
-        _entry(erode, "erosion with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",), spatial=True),
-        _entry(dilate, "dilation with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",), spatial=True),
-        _entry(spatial_translate, "shift by r × width or height (Broad et al.)", options=("axis",), spatial=True),
-        _entry(spatial_rotate, "rotate by r degrees about the centre (Broad et al.)", spatial=True),
-        _entry(spatial_scale, "zoom by factor r > 0 about the centre (Broad et al.)", spatial=True),
-        _entry(spatial_flip, "mirror along x or y (Broad et al.)", takes_param=False, options=("axis",), spatial=True),
-        _entry(ablate, "x · 0 (Broad et al.)", takes_param=False),
-    ]
-)
-
-OPERATORS: dict[str, OperatorSpec] = {name: spec for name, (spec, _) in _REGISTRY.items()}
+# The function's name is the operator's public name, so the two can never drift apart.
+_FUNCTIONS: dict[str, OperatorFn] = {
+    fn.__name__: fn
+    for fn in (
+        add, multiply, threshold, magnitude_gate, invert, rotate_r1, rotate_r2, rotate_r3, rotate_r4, rotate_plane,
+        reflect, erode, dilate, spatial_translate, spatial_rotate, spatial_scale, spatial_flip, ablate,
+    )
+}
+assert _FUNCTIONS.keys() == OPERATORS.keys(), "engine/catalog.py and engine/operators.py list different operators"
 
 
 def apply_operator(name: str, x: Tensor, params: ParamBatch | None, options: Mapping[str, Any]) -> Tensor:
@@ -360,10 +306,10 @@ def apply_operator(name: str, x: Tensor, params: ParamBatch | None, options: Map
     with ``ParamBatch.for_batch`` (the classifier-free-guidance case). Options are assumed valid: ``bends.apply_bend``
     validates them against the tensor's shape first. Returns a new tensor; x is never modified.
     """
-    entry = _REGISTRY.get(name)
-    if entry is None:
+    fn = _FUNCTIONS.get(name)
+    if fn is None:
         raise BendError(f"unknown operator {name!r}; valid operators: {', '.join(OPERATORS)}")
-    spec, fn = entry
+    spec = OPERATORS[name]
     if spec.takes_param:
         if params is None:
             raise BendError(f"operator {name!r} needs a parameter value per sample, got none")

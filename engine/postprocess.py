@@ -15,11 +15,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .catalog import NORMALIZATIONS
 from .errors import AudioError
 
 __all__ = ["NORMALIZATIONS", "normalize", "postprocess", "smooth"]
 
-NORMALIZATIONS: tuple[str, ...] = ("none", "minmax", "percentile")
 
 
 def _curve(values: np.ndarray) -> np.ndarray:

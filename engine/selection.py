@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .catalog import SELECTIONS
 from .errors import BendError
 
 __all__ = ["SELECTIONS", "Selection", "clear_selection_cache", "selection_mask", "validate_selection"]
 
-SELECTIONS = ("all", "channel", "row", "column", "random", "random_channels")
 
 # Index kind → (position of its axis in (C, H, W), its name in messages)
 _INDEXED: dict[str, tuple[int, str]] = {"channel": (0, "channels"), "row": (1, "rows"), "column": (2, "columns")}

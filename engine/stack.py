@@ -17,7 +17,6 @@ Hooks are registered only for the duration of a render and only when a U-Net ben
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ import torch
 
 from .bends import Bend, ParamBatch, apply_bend
 from .errors import BendError
-
-UNET_TARGET = re.compile(r"^(conv_in|mid_block|conv_out|down_blocks\.\d+|up_blocks\.\d+)$")
 
 
 @dataclass(frozen=True)

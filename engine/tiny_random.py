@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-TINY_RANDOM = "tiny-random"
 WEIGHT_SEED = 0
 MAX_TOKENS = 77
 
