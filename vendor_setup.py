@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent
 PINS_FILE = ROOT / "dependencies.toml"
 STAMP_NAME = ".diffusion-bender-pins"
 GROUPS = ("engine", "host", "dev")
+TEST_BLENDERS = "test-blenders"
 HOST_PROVIDED = ("numpy", "bpy")
 
 
@@ -40,10 +41,11 @@ def read_pins(path: Path = PINS_FILE) -> dict[str, dict[str, str]]:
     """Return ``{group: {package: version}}`` from the pins file."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    unknown = set(data) - set(GROUPS)
+    known = (*GROUPS, TEST_BLENDERS)
+    unknown = set(data) - set(known)
     if unknown:
-        raise SystemExit(f"{path.name}: unknown group(s) {sorted(unknown)}; expected {list(GROUPS)}")
-    return {group: {name: str(version) for name, version in data.get(group, {}).items()} for group in GROUPS}
+        raise SystemExit(f"{path.name}: unknown group(s) {sorted(unknown)}; expected {list(known)}")
+    return {group: {name: str(version) for name, version in data.get(group, {}).items()} for group in known}
 
 
 def requirements(pins: dict[str, dict[str, str]], groups: Iterable[str]) -> list[str]:
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--target", type=Path, help="install the engine group into this folder (Blender's Python)")
     where.add_argument("--venv", type=Path, help="create or refresh a dev venv with every group")
     where.add_argument("--print", dest="print_groups", nargs="*", choices=GROUPS, help="print requirement lines")
-    parser.add_argument("--bpy", help="override the bpy pin for --venv (a test venv for another Blender version)")
+    parser.add_argument("--blender", help="with --venv: use the bpy of this [test-blenders] version, e.g. 4.2")
     args = parser.parse_args(argv)
 
     pins = read_pins()
@@ -128,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.target:
         install_target(args.target.resolve(), pins)
     else:
-        install_venv(args.venv, pins, {"bpy": args.bpy} if args.bpy else {})
+        overrides = {}
+        if args.blender:
+            if args.blender not in pins[TEST_BLENDERS]:
+                parser.error(f"--blender: no pin for {args.blender}; [{TEST_BLENDERS}] has {list(pins[TEST_BLENDERS])}")
+            overrides["bpy"] = pins[TEST_BLENDERS][args.blender]
+        install_venv(args.venv, pins, overrides)
     return 0
 
 
