@@ -4,16 +4,19 @@ A model source is one of:
 
 * ``tiny-random``: the built-in toy pipeline (see ``tiny_random.py``), for tests and demos;
 * a diffusers folder (it holds ``model_index.json``);
-* a single-file ``.safetensors`` checkpoint, loaded with the SD 1.x config shipped in ``model_configs/`` so
-  no network is needed;
-* a Hugging Face repo id, read from the local cache; it is downloaded only when the job allows it.
+* a single-file checkpoint in the original Stable Diffusion (LDM) layout, loaded with the SD 1.x config shipped in
+  ``model_configs/sd-v1`` and CLIP's tokenizer built from the BPE merges shipped there, so no network is needed;
+* a Hugging Face repo id (``owner/name``), read from the local cache (``HF_HUB_CACHE`` / ``HF_HOME``); it is
+  downloaded only when it is not cached and the job allows downloads.
 
 Pickle-based files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run code when loaded, so they load only with
-``trust_pickle``; by default only safetensors weights are read.
+``trust_pickle``; by default only safetensors weights are read, and a folder whose weights are pickles is refused
+before any file in it is opened. Whatever goes wrong while loading is raised as a one-line ``ModelError``.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,9 @@ from .tiny_random import build_tiny_components
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SINGLE_FILE_CONFIG = Path(__file__).resolve().parent / "model_configs" / "sd-v1"
+# CLIP's BPE merges (MIT, see model_configs/README.md); a config folder that holds this file gets CLIP's tokenizer.
+CLIP_BPE_FILE = Path("tokenizer") / "bpe_simple_vocab_16e6.txt.gz"
+WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -95,57 +101,177 @@ def _pipeline_components(pipe: Any) -> dict[str, Any]:
     return {key: getattr(pipe, key) for key in ("tokenizer", "text_encoder", "unet", "vae", "scheduler")}
 
 
-def _load_folder(folder: Path, dtype: torch.dtype, trust_pickle: bool) -> dict[str, Any]:
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def clip_tokenizer(bpe_file: Path = SINGLE_FILE_CONFIG / CLIP_BPE_FILE) -> Any:
+    """CLIP's tokenizer (SD 1.x's), built from CLIP's BPE merges file the way CLIP's ``SimpleTokenizer`` builds it.
+
+    The vocabulary is the 256 byte-level symbols, the same with the end-of-word mark ``</w>``, one entry per merge,
+    then ``<|startoftext|>`` and ``<|endoftext|>``: 49408 entries.
+    """
+    from transformers import CLIPTokenizer
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    # GPT-2/CLIP byte-to-unicode table: printable bytes stand for themselves, the others map to 256, 257, ...
+    others = [b for b in range(256) if b not in printable]
+    symbols = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+    lines = gzip.decompress(bpe_file.read_bytes()).decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, model_max_length=77)
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The safetensors and the pickle-based weight files directly in ``folder``."""
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    safe = [f for f in files if f.suffix.lower() == ".safetensors"]
+    pickled = [f for f in files if f.suffix.lower() in PICKLE_SUFFIXES]
+    return safe, pickled
+
+
+def _check_folder_weights(folder: Path, label: str, trust_pickle: bool) -> None:
+    """Refuse a folder whose weights are missing or, without ``trust_pickle``, only pickles: before opening any."""
+    for key in WEIGHTED_COMPONENTS:
+        safe, pickled = _weight_files(folder / key)
+        if not safe and not pickled:
+            raise ModelError(f"model.source: {label} has no {key} weights ({key}/*.safetensors); it is incomplete")
+        if not safe and not trust_pickle:
+            raise ModelError(
+                f"model.source: {label} has only pickle-based {key} weights ({key}/{pickled[0].name}), which can "
+                "run code when loaded. Convert them to .safetensors, or set model.trust_pickle only if you trust "
+                "where they came from"
+            )
+
+
+def _check_complete(components: dict[str, Any], label: str) -> None:
+    """Every weight must have been loaded: loaders leave the ones a checkpoint lacks on the meta device."""
+    for key in WEIGHTED_COMPONENTS:
+        module = components[key]
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+        missing = [name for name, tensor in tensors if tensor.is_meta]
+        if missing:
+            raise ModelError(
+                f"model.source: {label} lacks {len(missing)} {key} weights (such as {missing[0]}); "
+                "it is not a complete Stable Diffusion 1.x model"
+            )
+
+
+def _load_folder(folder: Path, dtype: torch.dtype, trust_pickle: bool, label: str | None = None) -> dict[str, Any]:
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder),
-        dtype=dtype,
-        local_files_only=True,
-        use_safetensors=None if trust_pickle else True,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    return _pipeline_components(pipe)
-
-
-def _load_single_file(path: Path, dtype: torch.dtype) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_single_file(
-        str(path),
-        config=str(SINGLE_FILE_CONFIG),
-        local_files_only=True,
-        dtype=dtype,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    return _pipeline_components(pipe)
-
-
-def _load_repo(repo_id: str, dtype: torch.dtype, allow_download: bool, trust_pickle: bool) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline
-
+    label = label or repr(str(folder))
+    _check_folder_weights(folder, label, trust_pickle)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
-            repo_id,
+            str(folder),
             dtype=dtype,
-            local_files_only=not allow_download,
+            local_files_only=True,
             use_safetensors=None if trust_pickle else True,
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
         )
-    except (OSError, ValueError) as exc:
-        if allow_download:
-            raise ModelError(f"model.source: could not download {repo_id!r}: {exc}") from exc
+    except Exception as exc:  # diffusers and transformers raise many types; the user needs one line
+        raise ModelError(f"model.source: could not load {label} as a Stable Diffusion model: {_one_line(exc)}") from exc
+    components = _pipeline_components(pipe)
+    _check_complete(components, label)
+    return components
+
+
+def _check_single_file_keys(path: Path) -> None:
+    """Read a safetensors header (not its weights) and refuse what is not an SD 1.x checkpoint, with a clear reason."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as exc:
+        raise ModelError(f"model.source: {path.name} is not a readable .safetensors file: {_one_line(exc)}") from exc
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        raise ModelError(f"model.source: {path.name} is a Stable Diffusion XL checkpoint; single files must be SD 1.x")
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        raise ModelError(
+            f"model.source: {path.name} is a Stable Diffusion 2.x checkpoint; single files must be SD 1.x "
+            "(use its diffusers folder instead)"
+        )
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        raise ModelError(
+            f"model.source: {path.name} is not a Stable Diffusion checkpoint (no model.diffusion_model.* weights)"
+        )
+
+
+def _load_single_file(path: Path, dtype: torch.dtype, config: Path = SINGLE_FILE_CONFIG) -> dict[str, Any]:
+    """Load an original-layout checkpoint with the diffusers-format config folder ``config``, all offline."""
+    from diffusers import StableDiffusionPipeline
+
+    if path.suffix.lower() == ".safetensors":
+        _check_single_file_keys(path)
+    overrides = {}
+    if (config / CLIP_BPE_FILE).is_file():  # the shipped config: CLIP's tokenizer is built, not read from files
+        overrides["tokenizer"] = clip_tokenizer(config / CLIP_BPE_FILE)
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=str(config),
+            local_files_only=True,
+            dtype=dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **overrides,
+        )
+    except Exception as exc:  # diffusers and transformers raise many types; the user needs one line
+        reason = _one_line(exc)
+        if "meta tensor" in reason:  # weights the file lacks stay on the meta device, and moving them fails
+            reason = "some of its weights are missing"
+        raise ModelError(
+            f"model.source: could not load {path.name} as a Stable Diffusion 1.x checkpoint: {reason}"
+        ) from exc
+    components = _pipeline_components(pipe)
+    _check_complete(components, path.name)
+    return components
+
+
+def _cached_repo_folder(repo_id: str) -> Path | None:
+    """The snapshot of ``repo_id`` in the local Hugging Face cache, if a whole pipeline is there; no network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or not a valid repo id (HFValidationError)
+        return None
+    if not (folder / "model_index.json").is_file():
+        return None
+    if not all(any(_weight_files(folder / key)) for key in WEIGHTED_COMPONENTS):
+        return None  # a partial snapshot, such as the config files alone
+    return folder
+
+
+def _load_repo(repo_id: str, dtype: torch.dtype, allow_download: bool, trust_pickle: bool) -> dict[str, Any]:
+    from diffusers import StableDiffusionPipeline
+
+    folder = _cached_repo_folder(repo_id)
+    if folder is None and not allow_download:
         raise ModelError(
             f"model.source: {repo_id!r} is not a folder, a file, or a model in the local Hugging Face cache. "
             f"Download it once (huggingface-cli download {repo_id}) or allow downloads (model.allow_download)"
-        ) from exc
-    return _pipeline_components(pipe)
+        )
+    if folder is None:
+        try:
+            folder = Path(
+                StableDiffusionPipeline.download(
+                    repo_id, use_safetensors=None if trust_pickle else True, safety_checker=None, feature_extractor=None
+                )
+            )
+        except Exception as exc:
+            raise ModelError(f"model.source: could not download {repo_id!r}: {_one_line(exc)}") from exc
+    return _load_folder(folder, dtype, trust_pickle, label=repr(repo_id))
 
 
 def is_repo_id(source: str) -> bool:
@@ -154,10 +280,25 @@ def is_repo_id(source: str) -> bool:
     return bool(owner and name) and "/" not in name and not source.startswith((".", "~")) and "\\" not in source
 
 
-def load_components(source: str, dtype: torch.dtype, allow_download: bool, trust_pickle: bool) -> dict[str, Any]:
-    """Load the five components named by ``source``, in ``dtype``, on the CPU."""
+def load_components(
+    source: str,
+    dtype: torch.dtype,
+    allow_download: bool,
+    trust_pickle: bool,
+    single_file_config: Path | None = None,
+) -> dict[str, Any]:
+    """Load the five components named by ``source``, in ``dtype``, on the CPU.
+
+    ``single_file_config`` replaces the shipped SD 1.x config folder for single-file checkpoints (tests use it to
+    load small models).
+    """
     if source == TINY_RANDOM:
         return build_tiny_components()
+    if not source.strip():
+        raise ModelError(
+            "model.source: no model given; give a diffusers folder, a .safetensors file, a Hugging Face repo id "
+            "(owner/name), or tiny-random"
+        )
     path = Path(os.path.expanduser(source))
     if path.is_dir():
         if not (path / "model_index.json").exists():
@@ -172,8 +313,8 @@ def load_components(source: str, dtype: torch.dtype, allow_download: bool, trust
             )
         if suffix != ".safetensors" and suffix not in PICKLE_SUFFIXES:
             raise ModelError(f"model.source: {path.name} is not a .safetensors checkpoint or a diffusers folder")
-        return _load_single_file(path, dtype)
-    if not is_repo_id(source):
+        return _load_single_file(path, dtype, single_file_config or SINGLE_FILE_CONFIG)
+    if not is_repo_id(source) or path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
         raise ModelError(
             f"model.source: {source!r} does not exist; give a diffusers folder, a .safetensors file, "
             "a Hugging Face repo id (owner/name), or tiny-random"
