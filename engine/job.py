@@ -69,6 +69,7 @@ class Job:
     bends: tuple[PlacedBend, ...]
     frames: tuple[FrameSpec, ...]
     output_folder: Path
+    fps: float | None = None  # informational: the video's frame rate, for tools that assemble the frames
 
     def frame_seed(self, index: int) -> int:
         """The paper's seeds: the noise seed for every text-to-image frame, seed + i for img2img frame i."""
@@ -342,6 +343,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
     guidance = top.get("guidance", "float", 7.5, _at_least(0.0))
     seed = top.get("seed", "int", 46, lambda v: None if 0 <= v < 2**63 else "must be between 0 and 2^63")
     batch_size = top.get("batch_size", "int", 1, lambda v: None if 1 <= v <= 256 else "must be between 1 and 256")
+    fps = top.get("fps", "float", None, _positive)
     prompts = top.get("prompts", "list", [""])
     if not prompts:
         raise JobError("prompts: at least one prompt is required (it may be empty)")
@@ -383,6 +385,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
         bends=bends,
         frames=frames,
         output_folder=(base / folder).resolve(),
+        fps=fps,
     )
 
 

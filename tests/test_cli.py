@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import job_document, write_job
+from job_documents import job_document, write_job
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]

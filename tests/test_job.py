@@ -7,9 +7,9 @@ import json
 import math
 
 import pytest
-from conftest import job_document, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from job_documents import job_document, write_job
 
 from engine.errors import JobError
 from engine.job import load_job, parse_job

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import job_document
+from job_documents import job_document
 from PIL import Image
 
 from engine.errors import EngineError, JobError, RenderCancelled
