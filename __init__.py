@@ -1,13 +1,26 @@
 """Diffusion Bender: music videos from Stable Diffusion with audio-driven network bending.
 
-The Blender side (properties, operators, panels) is registered here. The numeric work lives in ``engine/``,
-which never imports Blender and runs in a child process during renders.
+The Blender side registers here: scene properties (``properties.py``), operators under ``bpy.ops.bend``
+(``operators/``), the "Bend" sidebar panels (``panels/``) and the preferences. The numeric work lives in
+``engine/``, which never imports Blender and renders in a child process.
 """
+
+from __future__ import annotations
+
+from . import dependencies, preferences, properties
+from .operators import MODULES as OPERATOR_MODULES
+from .panels import MODULES as PANEL_MODULES
+
+_MODULES = (preferences, properties, *OPERATOR_MODULES, *PANEL_MODULES)
 
 
 def register() -> None:
-    pass
+    dependencies.add_to_path()
+    for module in _MODULES:
+        module.register()
 
 
 def unregister() -> None:
-    pass
+    for module in reversed(_MODULES):
+        module.unregister()
+    dependencies.remove_from_path()

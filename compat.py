@@ -1,0 +1,116 @@
+"""Every difference between the Blender versions we support (4.2 LTS, 4.5 LTS, 5.0), in one place.
+
+| | 4.2 | 4.5 | 5.0 |
+|---|---|---|---|
+| VSE strips | ``sequences`` | ``strips`` (and deprecated ``sequences``) | ``strips`` only |
+| F-curves of an action | ``action.fcurves`` | slotted actions (``action.fcurves`` still works) | channelbags only |
+| FFmpeg output | ``file_format = 'FFMPEG'`` | same | ``media_type = 'VIDEO'`` first |
+| ``aud`` in the PyPI bpy module | absent | present | present |
+| ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same |
+
+Nothing else in the extension checks a version or probes for one of these attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import bpy
+
+try:
+    import aud
+except ImportError:  # the PyPI bpy module of 4.2 is built without Audaspace
+    aud = None
+
+
+# Path properties that accept Blender-relative ``//`` paths; 4.5 warns without the option, 4.2 rejects it.
+BLEND_RELATIVE_PATH: set[str] = (
+    {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    else set()
+)
+
+
+def has_audio() -> bool:
+    """Whether this Blender can decode sound and hold sound strips."""
+    return aud is not None
+
+
+def strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:
+    """The top-level strips of the scene's sequence editor (created if needed)."""
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def all_strips(scene: bpy.types.Scene) -> Iterable[bpy.types.Strip]:
+    """Every strip, including those inside meta strips; none when the scene has no sequence editor."""
+    editor = scene.sequence_editor
+    if editor is None:
+        return ()
+    return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+
+
+def action_fcurves(id_data: bpy.types.ID) -> list[bpy.types.FCurve]:
+    """The F-curves of the ID's action: the channelbag of its slot (4.4+), or the legacy list (4.2)."""
+    return [fcurve for owner in _fcurve_owners(id_data) for fcurve in owner]
+
+
+def remove_fcurve(id_data: bpy.types.ID, fcurve: bpy.types.FCurve) -> None:
+    """Delete a keyframed F-curve from whichever collection holds it (channelbag or legacy action)."""
+    for owner in _fcurve_owners(id_data):
+        if any(f == fcurve for f in owner):
+            owner.remove(fcurve)
+            return
+
+
+def _fcurve_owners(id_data: bpy.types.ID) -> list[bpy.types.bpy_prop_collection]:
+    anim = id_data.animation_data
+    action = anim.action if anim else None
+    if action is None:
+        return []
+    layers = getattr(action, "layers", None)
+    if layers:
+        slot = getattr(anim, "action_slot", None)
+        bags = [strip.channelbag(slot) for layer in layers for strip in layer.strips] if slot is not None else []
+        return [bag.fcurves for bag in bags if bag is not None]
+    return [action.fcurves]
+
+
+def find_fcurve(id_data: bpy.types.ID, data_path: str, index: int = 0) -> bpy.types.FCurve | None:
+    for fcurve in action_fcurves(id_data):
+        if fcurve.data_path == data_path and fcurve.array_index == index:
+            return fcurve
+    return None
+
+
+def set_video_output(render: bpy.types.RenderSettings) -> None:
+    """Switch the output to FFmpeg video; 5.0 needs the media type chosen first."""
+    settings = render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
+
+
+def video_output_state(render: bpy.types.RenderSettings) -> dict[str, object]:
+    """What set_video_output changes, to put back afterwards."""
+    settings = render.image_settings
+    state: dict[str, object] = {"file_format": settings.file_format}
+    if hasattr(settings, "media_type"):
+        state["media_type"] = settings.media_type
+    return state
+
+
+def restore_video_output(render: bpy.types.RenderSettings, state: dict[str, object]) -> None:
+    settings = render.image_settings
+    if "media_type" in state:
+        settings.media_type = state["media_type"]
+    settings.file_format = state["file_format"]
+
+
+def decode_sound(path: str) -> tuple[object, int]:
+    """Float32 samples ``(n, channels)`` and the rate of any file Blender can play (video files included)."""
+    if aud is None:
+        raise RuntimeError("this Blender was built without audio support (Audaspace)")
+    sound = aud.Sound(path)
+    rate = int(sound.specs[0])
+    return sound.data(), rate

@@ -1,0 +1,232 @@
+"""Install Dependencies: vendor_setup.py in a child process, into the extension's user site-packages.
+
+The child is Blender's own Python (``sys.executable``), so the wheels pip picks match Blender. The operator is
+modal: a reader thread moves the child's output lines into a queue, and a window-manager timer drains it into the
+log and the status bar, so the UI never waits on a pipe. In background mode there is no event loop; it blocks and
+prints the output instead.
+"""
+
+# No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+
+import bpy
+
+from .. import dependencies
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDOR_SETUP = ROOT / "vendor_setup.py"
+LOG_LINES = 200
+ONLINE_ACCESS_HINT = "Allow Online Access in Preferences > System"
+
+_log: deque[str] = deque(maxlen=LOG_LINES)
+_state = {"running": False, "returncode": None}
+
+
+def install_log() -> list[str]:
+    """The last lines the installer printed (for panels)."""
+    return list(_log)
+
+
+def is_running() -> bool:
+    return bool(_state["running"])
+
+
+def last_returncode() -> int | None:
+    """The exit status of the last install that ran to the end, or None."""
+    return _state["returncode"]
+
+
+def online_access() -> bool:
+    """Whether the user allows Blender to go online (Preferences > System > Network)."""
+    return bool(bpy.app.online_access)
+
+
+def install_command() -> list[str]:
+    """Blender's Python running vendor_setup.py into the extension's user site-packages."""
+    return [sys.executable, str(VENDOR_SETUP), "--target", str(dependencies.site_packages())]
+
+
+def install_environment() -> dict[str, str]:
+    # No user site-packages, so a package the user installed for another Python never satisfies a pin.
+    return dict(os.environ, PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
+
+
+def _start() -> subprocess.Popen:
+    _log.clear()
+    _state["returncode"] = None
+    command = install_command()
+    _log.append("$ " + " ".join(command))
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        env=install_environment(),
+        cwd=str(ROOT),
+    )
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    try:
+        for line in stream:
+            lines.put(line.rstrip("\r\n"))
+    finally:
+        lines.put(None)  # end of output
+
+
+def start_reader(process: subprocess.Popen) -> queue.Queue:
+    """A queue the child's output lines arrive on, ending with None, filled by a daemon thread."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    return lines
+
+
+def drain(lines: queue.Queue) -> bool:
+    """Move the lines that have arrived into the log without waiting; whether the output has ended."""
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return False
+        if line is None:
+            return True
+        _log.append(line)
+
+
+class BEND_OT_install_dependencies(bpy.types.Operator):
+    """Install torch, diffusers and the engine's other pinned packages for Blender's Python (needs Online Access)"""
+
+    bl_idname = "bend.install_dependencies"
+    bl_label = "Install Dependencies"
+    bl_options = {"REGISTER"}
+
+    # Plain attributes, not annotations: Blender would read annotations as operator properties.
+    _process = None
+    _lines = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return not is_running()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not online_access():
+            self.report({"ERROR"}, f"Installing dependencies downloads packages: {ONLINE_ACCESS_HINT}")
+            return {"CANCELLED"}
+        if bpy.app.background or context.window is None:
+            return self._run_blocking()
+        return self._start_modal(context)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return self.execute(context)
+
+    # Background mode: no event loop to come back to.
+    def _run_blocking(self) -> set[str]:
+        _state["running"] = True
+        try:
+            process = _start()
+        except OSError as exc:
+            _state["running"] = False
+            self.report({"ERROR"}, f"Could not start the installer ({exc})")
+            return {"CANCELLED"}
+        try:
+            print(_log[-1], flush=True)
+            for line in process.stdout:
+                line = line.rstrip("\r\n")
+                _log.append(line)
+                print(line, flush=True)
+            returncode = process.wait()
+        except BaseException:  # Ctrl+C in a terminal: leave no pip running behind Blender
+            process.terminate()
+            raise
+        finally:
+            _state["running"] = False
+        return self._finish(returncode)
+
+    def _start_modal(self, context: bpy.types.Context) -> set[str]:
+        try:
+            self._process = _start()
+        except OSError as exc:
+            self.report({"ERROR"}, f"Could not start the installer ({exc})")
+            return {"CANCELLED"}
+        _state["running"] = True
+        self._lines = start_reader(self._process)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.modal_handler_add(self)
+        self._status(context, "Installing dependencies… (Esc to cancel)")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC" and event.value == "PRESS":
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            _log.append("cancelled")
+            self._cleanup(context)
+            self.report({"WARNING"}, "Installing dependencies was cancelled; run it again to finish")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+
+        done = drain(self._lines)
+        if _log:
+            self._status(context, f"Installing dependencies (Esc to cancel): {_log[-1][:120]}")
+        self._redraw(context)
+        if not done:
+            return {"PASS_THROUGH"}
+        returncode = self._process.wait()
+        self._cleanup(context)
+        return self._finish(returncode)
+
+    def _finish(self, returncode: int) -> set[str]:
+        _state["returncode"] = returncode
+        if returncode != 0:
+            tail = next((line for line in reversed(_log) if line.strip()), "")
+            self.report({"ERROR"}, f"Installing dependencies failed (exit status {returncode}): {tail}")
+            return {"CANCELLED"}
+        dependencies.add_to_path()
+        missing = dependencies.missing()
+        if missing:
+            self.report({"WARNING"}, f"Installed, but Blender still cannot import: {', '.join(missing)}")
+        else:
+            self.report({"INFO"}, f"Installed the engine's dependencies into {dependencies.site_packages()}")
+        return {"FINISHED"}
+
+    def _cleanup(self, context: bpy.types.Context) -> None:
+        _state["running"] = False
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        self._status(context, None)
+        self._redraw(context)
+
+    @staticmethod
+    def _status(context: bpy.types.Context, text: str | None) -> None:
+        if context.workspace is not None:
+            context.workspace.status_text_set(text)
+
+    @staticmethod
+    def _redraw(context: bpy.types.Context) -> None:
+        # The log shows in the preferences and the sidebar; redraw them so new lines appear.
+        for window in context.window_manager.windows:
+            if window.screen is not None:
+                for area in window.screen.areas:
+                    area.tag_redraw()
+
+
+CLASSES = (BEND_OT_install_dependencies,)
+
+
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -1,0 +1,94 @@
+"""Prompts: add and remove them, and keyframe crossfades between them at the timeline markers.
+
+Each prompt has a hidden unique name, so its weight's animation is keyed by name and survives removing another
+prompt. The engine mixes prompt embeddings by weight, so a crossfade is just two keyframed weights.
+"""
+
+import bpy
+
+from ..animation import key_paths_by_name, remove_animation, write_keys
+
+
+def _unique_prompt_name(prompts: bpy.types.bpy_prop_collection) -> str:
+    taken = {p.name for p in prompts}
+    number = 1
+    while f"Prompt {number}" in taken:
+        number += 1
+    return f"Prompt {number}"
+
+
+def weight_path(prompt: bpy.types.PropertyGroup) -> str:
+    return f'bend.prompts["{bpy.utils.escape_identifier(prompt.name)}"].weight'
+
+
+class BEND_OT_prompt_add(bpy.types.Operator):
+    """Add a prompt; the first one gets weight 1, later ones 0 until you key them"""
+
+    bl_idname = "bend.prompt_add"
+    bl_label = "Add Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.bend
+        prompt = settings.prompts.add()
+        prompt.name = _unique_prompt_name(settings.prompts)
+        prompt.weight = 1.0 if len(settings.prompts) == 1 else 0.0
+        settings.prompt_index = len(settings.prompts) - 1
+        return {"FINISHED"}
+
+
+class BEND_OT_prompt_remove(bpy.types.Operator):
+    """Remove the active prompt and its weight's animation"""
+
+    bl_idname = "bend.prompt_remove"
+    bl_label = "Remove Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = context.scene.bend
+        return 0 <= settings.prompt_index < len(settings.prompts)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene, settings = context.scene, context.scene.bend
+        key_paths_by_name(scene, "prompts")
+        remove_animation(scene, weight_path(settings.prompts[settings.prompt_index]))
+        settings.prompts.remove(settings.prompt_index)
+        settings.prompt_index = min(settings.prompt_index, len(settings.prompts) - 1)
+        return {"FINISHED"}
+
+
+def key_crossfade(scene: bpy.types.Scene, frames: list[int]) -> None:
+    """Prompt k has weight 1 at ``frames[k]`` and 0 at the others, linear in between (replacing earlier keys)."""
+    key_paths_by_name(scene, "prompts")
+    for k, prompt in enumerate(scene.bend.prompts):
+        write_keys(scene, weight_path(prompt), frames, [1.0 if i == k else 0.0 for i in range(len(frames))])
+
+
+class BEND_OT_crossfade_at_markers(bpy.types.Operator):
+    """Keyframe prompt weights so that prompt k is full at marker k, crossfading linearly between markers"""
+
+    bl_idname = "bend.crossfade_at_markers"
+    bl_label = "Crossfade at Markers"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
+        n = len(scene.bend.prompts)
+        if n < 2:
+            self.report({"ERROR"}, "Add at least two prompts to crossfade between")
+            return {"CANCELLED"}
+        markers = sorted(m.frame for m in scene.timeline_markers)
+        if len(markers) < n:
+            self.report({"ERROR"}, f"Crossfading {n} prompts needs {n} timeline markers, found {len(markers)}: "
+                                   "add markers in the Timeline (M) where each prompt should be full")
+            return {"CANCELLED"}
+        key_crossfade(scene, markers[:n])
+        self.report({"INFO"}, f"Keyed a crossfade over {n} prompts at frames {', '.join(map(str, markers[:n]))}")
+        return {"FINISHED"}
+
+
+CLASSES = (BEND_OT_prompt_add, BEND_OT_prompt_remove, BEND_OT_crossfade_at_markers)
+
+
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

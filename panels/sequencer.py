@@ -1,0 +1,294 @@
+"""The "Bend" tab of the Video Sequence Editor sidebar: model, prompts, audio, bends and render, in working order.
+
+Draw code only reads scene data: anything that creates data (a sequence editor, a driver) belongs to an operator.
+The Bends panel's body is ``draw_bends``, which the Graph Editor sidebar reuses.
+"""
+
+import bpy
+
+from .. import compat, preferences
+from ..audio_source import scene_fps
+from ..engine.catalog import FEATURE_NAMES, OPERATORS
+from ..properties import bend_data_path
+from ..scene_job import output_size
+from .dependencies import draw_missing_notice
+
+CATEGORY = "Bend"
+INDEXED_SELECTIONS = ("channel", "row", "column")
+RANDOM_SELECTIONS = ("random", "random_channels")
+
+
+def _enum_name(data: bpy.types.bpy_struct, prop: str) -> str:
+    return data.bl_rna.properties[prop].enum_items[getattr(data, prop)].name
+
+
+def _param_driven(scene: bpy.types.Scene, bend: bpy.types.PropertyGroup) -> bool:
+    anim = scene.animation_data
+    return anim is not None and anim.drivers.find(bend_data_path(bend.name)) is not None
+
+
+# --- lists ---------------------------------------------------------------------------------------------------
+
+
+class BEND_UL_prompts(bpy.types.UIList):
+    """One prompt per row: its text and its (keyframeable) weight."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        if self.layout_type == "GRID":
+            layout.alignment = "CENTER"
+            layout.label(text="", icon="TEXT")
+            return
+        split = layout.split(factor=0.7, align=True)
+        split.prop(item, "text", text="", emboss=False, placeholder="Empty Prompt")
+        split.prop(item, "weight", text="")
+
+
+class BEND_UL_bends(bpy.types.UIList):
+    """One bend per row: enabled, name and operator; a disabled bend reads greyed out."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        if self.layout_type == "GRID":
+            layout.alignment = "CENTER"
+            layout.prop(item, "enabled", text="")
+            return
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        sub = row.row(align=True)
+        sub.active = item.enabled
+        sub.prop(item, "name", text="", emboss=False)
+        sub.label(text=_enum_name(item, "op"))
+
+
+# --- panel bodies (functions, so other editors can reuse them) -----------------------------------------------
+
+
+def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    scene = context.scene
+    settings = scene.bend
+    draw_missing_notice(layout)
+
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    col = layout.column()
+    fallback = preferences.get(context).model_source.strip()
+    # Empty means the preferences' model: show which one that is right in the field.
+    col.prop(settings, "model_source", placeholder=f"Preferences: {fallback}" if fallback else "Preferences: Not Set")
+    if not settings.model_source.strip() and not fallback:
+        row = col.row()
+        row.alert = True
+        row.label(text="Set a Model Here or in Preferences", icon="ERROR")
+    col.prop(settings, "mode")
+
+    col = layout.column(align=True)
+    col.prop(settings, "steps")
+    col.prop(settings, "guidance")
+    col.prop(settings, "scheduler")
+    col = layout.column(align=True)
+    col.prop(settings, "seed")
+    row = col.row()
+    # img2img renders one frame at a time: each frame starts from the previous one.
+    row.active = settings.mode == "txt2img"
+    row.prop(settings, "batch_size")
+
+    width, height = output_size(scene)
+    fps = f"{scene_fps(scene):.2f}".rstrip("0").rstrip(".")
+    col = layout.column(align=True)
+    col.label(text=f"Output: {width} × {height} px", icon="IMAGE_DATA")
+    col.label(text=f"{fps} fps, Frames {scene.frame_start}–{scene.frame_end}", icon="TIME")
+
+    if settings.mode == "img2img":
+        layout.separator()
+        col = layout.column()
+        col.label(text="Image to Image", icon="IMAGE_REFERENCE")
+        col.prop(settings, "strength")
+        col.prop(settings, "img2img_prompt_source")
+        if settings.img2img_prompt_source == "CUSTOM":
+            col.prop(settings, "img2img_prompt", text="Prompt")
+        col.prop(settings, "init_image")
+
+    layout.separator()
+    col = layout.column()
+    col.prop(settings, "noise_seed")
+    col.prop(settings, "phase_mode")
+    if settings.phase_mode == "CUSTOM":
+        col.prop(settings, "noise_phase")
+
+
+def draw_prompts(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.bend
+    row = layout.row()
+    row.template_list("BEND_UL_prompts", "", settings, "prompts", settings, "prompt_index", rows=3)
+    col = row.column(align=True)
+    col.operator("bend.prompt_add", text="", icon="ADD")
+    col.operator("bend.prompt_remove", text="", icon="REMOVE")
+    layout.prop(settings, "negative_prompt", text="Negative", placeholder="Negative Prompt")
+    layout.operator("bend.crossfade_at_markers", text="Crossfade at Markers", icon="MARKER_HLT")
+
+
+def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    scene = context.scene
+    bake = scene.bend.audio_bake
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+
+    col = layout.column()
+    col.prop(bake, "source")
+    if bake.source == "STRIP":
+        if scene.sequence_editor is not None:
+            # compat.strips only creates an editor when there is none, which this branch rules out. Its
+            # property name differs between versions; the collection's own path names it.
+            strips = compat.strips(scene)
+            col.prop_search(bake, "strip", strips.data, strips.path_from_id().rpartition(".")[2], icon="SOUND")
+        else:
+            col.prop(bake, "strip", icon="SOUND")
+    col = layout.column(align=True)
+    col.prop(bake, "window_ms")
+    col.prop(bake, "centered")
+    col = layout.column(align=True)
+    col.prop(bake, "spectrum_window")
+    col.prop(bake, "normalization")
+    col = layout.column(align=True)
+    col.prop(bake, "attack")
+    col.prop(bake, "release")
+    layout.operator("bend.bake_audio", text="Bake Audio", icon="FILE_SOUND")
+
+    # The fields show the baked F-curves' values at the current frame, in Blender's animated colours.
+    box = layout.box()
+    box.label(text=f"Features at Frame {scene.frame_current}")
+    col = box.column(align=True)
+    for name in FEATURE_NAMES:
+        col.prop(scene.bend.audio, name)
+
+
+def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The bend stack and the active bend's settings; shared by the VSE and Graph Editor sidebars."""
+    scene = context.scene
+    settings = scene.bend
+    row = layout.row()
+    row.template_list("BEND_UL_bends", "", settings, "bends", settings, "bend_index", rows=4)
+    col = row.column(align=True)
+    col.operator("bend.bend_add", text="", icon="ADD")
+    col.operator("bend.bend_remove", text="", icon="REMOVE")
+    col.separator()
+    col.operator("bend.bend_duplicate", text="", icon="DUPLICATE")
+    col.separator()
+    col.operator("bend.bend_move", text="", icon="TRIA_UP").direction = "UP"
+    col.operator("bend.bend_move", text="", icon="TRIA_DOWN").direction = "DOWN"
+
+    if not 0 <= settings.bend_index < len(settings.bends):
+        return
+    bend = settings.bends[settings.bend_index]
+    spec = OPERATORS[bend.op]
+
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    col = layout.column()
+    col.active = bend.enabled
+    col.prop(bend, "op")
+    col.prop(bend, "place")
+    if bend.place == "LATENT":
+        row = col.row()
+        # Layer k bends the input of step k; k = steps is the final latent, anything above never happens.
+        row.alert = bend.latent_layer > settings.steps
+        row.prop(bend, "latent_layer")
+    else:
+        col.prop(bend, "unet_target")
+        sub = col.column(align=True)
+        sub.prop(bend, "step_start")
+        sub.prop(bend, "step_end")
+
+    col.prop(bend, "selection")
+    if bend.selection in INDEXED_SELECTIONS:
+        col.prop(bend, "selection_index")
+    elif bend.selection in RANDOM_SELECTIONS:
+        sub = col.column(align=True)
+        sub.prop(bend, "fraction")
+        sub.prop(bend, "selection_seed")
+
+    # The catalog's option keys are BendItem's property names (see BendItem.operator_options).
+    for option in spec.options:
+        col.prop(bend, option)
+
+    if not spec.takes_param:
+        return
+    col.separator()
+    row = col.row()
+    row.use_property_decorate = True  # the keyframe dot: the parameter is what artists animate
+    row.prop(bend, "param")
+    row = col.row(align=True)
+    row.operator("bend.drive_from_feature", text="Drive from Feature", icon="DRIVER")
+    if _param_driven(scene, bend):
+        row.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
+
+
+def draw_render(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    scene = context.scene
+    settings = scene.bend
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    # The placeholder is the folder an empty field stands for (scene_job.output_folder).
+    layout.prop(settings, "output_folder", placeholder=f"//bend/{bpy.path.clean_name(scene.name)}/")
+    if (settings.output_folder or "//").startswith("//") and not bpy.data.filepath:
+        row = layout.row()
+        row.alert = True
+        row.label(text="Save the File First, or Set an Absolute Folder", icon="ERROR")
+    col = layout.column(align=True)
+    col.scale_y = 1.3
+    col.operator("bend.render", text="Render Bent Frames", icon="RENDER_ANIMATION")
+    col.operator("bend.export_video", text="Export Bent Video", icon="FILE_MOVIE")
+
+
+# --- panels --------------------------------------------------------------------------------------------------
+
+
+class _SequencerPanel:
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+
+class BEND_PT_model(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Model"
+    bl_order = 0
+
+    def draw(self, context):
+        draw_model(self.layout, context)
+
+
+class BEND_PT_prompts(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Prompts"
+    bl_order = 1
+
+    def draw(self, context):
+        draw_prompts(self.layout, context)
+
+
+class BEND_PT_audio(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Audio"
+    bl_order = 2
+
+    def draw(self, context):
+        draw_audio(self.layout, context)
+
+
+class BEND_PT_bends(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Bends"
+    bl_order = 3
+
+    def draw(self, context):
+        draw_bends(self.layout, context)
+
+
+class BEND_PT_render(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Render"
+    bl_order = 4
+
+    def draw(self, context):
+        draw_render(self.layout, context)
+
+
+CLASSES = (BEND_UL_prompts, BEND_UL_bends, BEND_PT_model, BEND_PT_prompts, BEND_PT_audio, BEND_PT_bends,
+           BEND_PT_render)
+
+
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

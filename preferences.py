@@ -1,0 +1,64 @@
+"""The extension's preferences: the default model, the device, network and trust settings, dependencies."""
+
+# No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from .engine.catalog import PRECISIONS
+
+
+class BendPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    model_source: StringProperty(
+        name="Model",
+        description="A diffusers folder, a single-file .safetensors checkpoint, a Hugging Face repo id "
+        "(from the local cache unless downloads are allowed), or tiny-random for a quick test",
+    )
+    device: EnumProperty(
+        name="Device",
+        items=[("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", ""), ("mps", "MPS", ""),
+               ("cpu", "CPU", "")],
+        default="auto",
+    )
+    precision: EnumProperty(name="Precision", items=[(p, p, "") for p in PRECISIONS], default="auto")
+    allow_download: BoolProperty(
+        name="Allow Model Downloads",
+        description="Let a Hugging Face repo id download when it is not cached (also needs Blender's "
+        "Allow Online Access)",
+    )
+    trust_pickle: BoolProperty(
+        name="Trust Pickle Checkpoints",
+        description="Load .ckpt/.pt/.bin files, which can run code when loaded. Only for files you trust",
+    )
+    engine_python: StringProperty(
+        name="Engine Python",
+        description="Python that runs the engine; empty: Blender's own, with the installed dependencies",
+        subtype="FILE_PATH",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        from .panels.dependencies import draw_dependencies
+
+        layout = self.layout
+        layout.prop(self, "model_source")
+        row = layout.row()
+        row.prop(self, "device")
+        row.prop(self, "precision")
+        layout.prop(self, "allow_download")
+        layout.prop(self, "trust_pickle")
+        layout.prop(self, "engine_python")
+        draw_dependencies(layout, context)
+
+
+def get(context: bpy.types.Context | None = None) -> BendPreferences:
+    context = context or bpy.context
+    return context.preferences.addons[__package__].preferences
+
+
+def register() -> None:
+    bpy.utils.register_class(BendPreferences)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(BendPreferences)

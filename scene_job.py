@@ -1,0 +1,151 @@
+"""Blender state to an engine job: evaluate every frame of the scene into the versioned JSON job document.
+
+Each frame is evaluated with ``scene.frame_set`` (so keyframes and drivers both apply) and its animated values
+(prompt weights, noise phase, img2img strength, bend parameters) become that frame's record. The document is the
+engine's job format (README.md, "The job file"); the engine validates it again in the child process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import bpy
+
+from .audio_source import scene_fps
+from .engine.catalog import JOB_FORMAT, JOB_VERSION, OPERATORS
+
+JOB_NAME = "job.json"
+
+
+class SceneJobError(Exception):
+    """The scene cannot be rendered as set up; the message names the setting to change."""
+
+
+def output_size(scene: bpy.types.Scene) -> tuple[int, int]:
+    """The scene's render resolution (with its percentage), rounded down to a multiple of 8."""
+    scale = scene.render.resolution_percentage / 100
+
+    def fit(pixels: int) -> int:
+        return max(8, int(pixels * scale) // 8 * 8)
+
+    return fit(scene.render.resolution_x), fit(scene.render.resolution_y)
+
+
+def output_folder(scene: bpy.types.Scene) -> Path:
+    """Where frames and the job go: the scene's Output setting, or ``//bend/<scene name>/``."""
+    folder = scene.bend.output_folder or f"//bend/{bpy.path.clean_name(scene.name)}/"
+    if folder.startswith("//") and not bpy.data.filepath:
+        raise SceneJobError("Save the .blend file first (the output folder is relative to it), "
+                            "or set an absolute folder in Bend > Render > Output")
+    return Path(bpy.path.abspath(folder)).resolve()
+
+
+def _model(scene: bpy.types.Scene, prefs) -> dict[str, object]:
+    source = scene.bend.model_source.strip() or prefs.model_source.strip()
+    if not source:
+        raise SceneJobError("No model set: choose one in Preferences > Extensions > Diffusion Bender > Model "
+                            "(a diffusers folder, a .safetensors file or a repo id; tiny-random for a quick test)")
+    if source.startswith("//"):
+        source = bpy.path.abspath(source)
+    return {
+        "source": source,
+        "device": prefs.device,
+        "precision": prefs.precision,
+        "scheduler": scene.bend.scheduler,
+        "allow_download": bool(prefs.allow_download and bpy.app.online_access),
+        "trust_pickle": bool(prefs.trust_pickle),
+    }
+
+
+def _bend_record(bend) -> dict[str, object]:
+    record: dict[str, object] = {"name": bend.name, "op": bend.op, "options": bend.operator_options()}
+    if bend.place == "LATENT":
+        record["latent_layer"] = bend.latent_layer
+    else:
+        record["unet"] = {"target": bend.unet_target, "steps": [bend.step_start, bend.step_end or None]}
+    kind = bend.selection
+    selection: dict[str, object] = {"kind": kind}
+    if kind in ("channel", "row", "column"):
+        selection["index"] = bend.selection_index
+    elif kind in ("random", "random_channels"):
+        selection.update(fraction=bend.fraction, seed=bend.selection_seed)
+    record["selection"] = selection
+    return record
+
+
+def build_job(scene: bpy.types.Scene, prefs) -> dict[str, object]:
+    """The job document for every frame of the scene's range (frame ranges are chosen when rendering)."""
+    settings = scene.bend
+    width, height = output_size(scene)
+    bends = [b for b in settings.bends if b.enabled]
+    driven = [b for b in bends if OPERATORS[b.op].takes_param]
+    prompts = list(settings.prompts)
+    first, last = scene.frame_start, scene.frame_end
+    if last < first:
+        raise SceneJobError(f"The scene's frame range {first}-{last} is empty: set End after Start")
+    if first < 0:
+        raise SceneJobError(f"The scene starts at frame {first}: frames must be 0 or later (set Start ≥ 0)")
+    n_frames = last - first + 1
+    frames = []
+    current = scene.frame_current
+    try:
+        for frame in range(first, last + 1):
+            scene.frame_set(frame)
+            weights = [p.weight for p in prompts] if prompts else [1.0]
+            if not sum(weights) > 0:
+                raise SceneJobError(f"Frame {frame}: every prompt weight is 0; key at least one prompt above 0")
+            record = {
+                "frame": frame,
+                "prompt_weights": weights,
+                "phase": (2 * math.pi * (frame - first) / n_frames if settings.phase_mode == "LOOP"
+                          else settings.noise_phase),
+                "strength": settings.strength,
+                "bends": {b.name: b.param for b in driven},
+            }
+            for name, value in record["bends"].items():
+                if not math.isfinite(value):
+                    raise SceneJobError(f"Bend {name!r} at frame {frame}: the parameter is {value}; "
+                                        "fix its keyframes or driver")
+            frames.append(record)
+    finally:
+        scene.frame_set(current)
+    return {
+        "format": JOB_FORMAT,
+        "version": JOB_VERSION,
+        "model": _model(scene, prefs),
+        "mode": settings.mode,
+        "width": width,
+        "height": height,
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+        "prompts": [p.text for p in prompts] or [""],
+        "negative_prompt": settings.negative_prompt,
+        "noise": {"seed": settings.noise_seed},
+        "img2img": {
+            "prompt": None if settings.img2img_prompt_source == "MIX" else settings.img2img_prompt,
+            "init_image": bpy.path.abspath(settings.init_image) if settings.init_image else None,
+        },
+        "bends": [_bend_record(b) for b in bends],
+        "frames": frames,
+        "output": {"folder": "."},
+        "fps": scene_fps(scene),
+    }
+
+
+def write_job(document: dict[str, object], folder: Path) -> Path:
+    """Write the job next to its frames, atomically, so a crash never leaves half a job file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / JOB_NAME
+        temp = folder / f".{JOB_NAME}.partial"
+        temp.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:
+        raise SceneJobError(f"Cannot write to the output folder {folder} ({exc.strerror}): "
+                            "choose another folder in Bend > Render > Output") from exc
+    return path
