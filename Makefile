@@ -1,24 +1,35 @@
-# Dev tasks. `make test` is the one test command: it creates or refreshes .venv from dependencies.toml and runs
-# the whole suite. CI (.ci/run) calls exactly that.
+# Dev tasks. `make test` is the one test command: it creates or refreshes the venvs from dependencies.toml and
+# runs the whole suite: the engine, then the extension inside Blender 5.0, 4.5 LTS and 4.2 LTS (PyPI bpy modules).
+# CI (.ci/run) calls exactly that.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BLENDER_VENVS := .venv-bpy45 .venv-bpy42
 
-.PHONY: test venv lint bench clean
+.PHONY: test test-engine test-blender venvs lint bench demo clean
 
-test: venv
+test: venvs
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(MAKE) test-engine test-blender
 
-venv:
+test-engine:
+	$(PY) -m pytest tests --ignore=tests/blender
+
+test-blender:
+	$(PY) -m pytest tests/blender
+	for venv in $(BLENDER_VENVS); do $$venv/bin/python -m pytest tests/blender || exit 1; done
+
+venvs:
 	$(PYTHON) vendor_setup.py --venv $(VENV)
+	$(PYTHON) vendor_setup.py --venv .venv-bpy45 --blender 4.5
+	$(PYTHON) vendor_setup.py --venv .venv-bpy42 --blender 4.2
 
-lint: venv
+lint: venvs
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-bench: venv
+bench: venvs
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BLENDER_VENVS) .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""Errors an artist can hit: each is a clear message naming what to change, Blender stays up, nothing is lost."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import textwrap
+
+import blender_env
+import bpy
+import pytest
+from helpers import write_song
+
+needs_audio = pytest.mark.skipif(
+    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+)
+
+
+def _prefs():
+    return bpy.context.preferences.addons[blender_env.MODULE].preferences
+
+
+@pytest.fixture
+def renderable(scene, tmp_path):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "song.blend"))
+    _prefs().model_source = "tiny-random"
+    scene.bend.steps = 2
+    scene.frame_end = 4
+    yield scene
+    _prefs().engine_python = ""
+
+
+@needs_audio
+def test_unreadable_audio(scene, tmp_path):
+    song = write_song(tmp_path / "song.wav")
+    blender_env.extension().compat.strips(scene).new_sound("song", str(song), 1, 1)
+    song.write_bytes(b"this is not audio at all" * 100)
+    with pytest.raises(RuntimeError, match="Could not read the sound of strip 'song'"):
+        bpy.ops.bend.bake_audio()
+
+
+def test_unwritable_output_folder(renderable, tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    renderable.bend.output_folder = str(tmp_path / "file" / "frames")
+    with pytest.raises(RuntimeError, match=r"Cannot write to the output folder.*Bend > Render > Output"):
+        bpy.ops.bend.render()
+
+
+def test_missing_dependencies(renderable, monkeypatch):
+    monkeypatch.setattr(blender_env.extension().dependencies, "missing", lambda: ["torch", "diffusers"])
+    with pytest.raises(RuntimeError, match=r"dependencies are missing \(torch, diffusers\).*Preferences"):
+        bpy.ops.bend.render()
+
+
+def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_path):
+    """The engine is killed (SIGKILL, as the kernel's out-of-memory killer does) after its first frame."""
+    wrapper = tmp_path / "python-that-dies"
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, signal, subprocess, sys
+        child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if json.loads(line)["event"] == "frame":
+                child.kill()
+                os.kill(os.getpid(), signal.SIGKILL)
+        """))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    _prefs().engine_python = str(wrapper)
+    with pytest.raises(RuntimeError, match=r"killed \(signal 9\).*Batch Size.*1 new frames are kept"):
+        bpy.ops.bend.render()
+    folder = tmp_path / "bend" / renderable.name
+    assert [p.name for p in folder.glob("frame_*.png")] == ["frame_00001.png"]
+    assert not list(folder.glob(".partial-*"))
+    strip = blender_env.extension().compat.strips(renderable)[renderable.name]
+    assert len(strip.elements) == 1
+
+    _prefs().engine_python = ""
+    assert bpy.ops.bend.render() == {"FINISHED"}  # Blender is still up, and the render resumes
+    assert len(list(folder.glob("frame_*.png"))) == 4 and len(strip.elements) == 4
+
+
+def test_an_engine_error_is_reported_with_its_message(renderable):
+    renderable.bend.model_source = "no-such-folder/or-model.safetensors"
+    with pytest.raises(RuntimeError, match=r"Render failed: model\.source"):
+        bpy.ops.bend.render()
