@@ -3,7 +3,7 @@
 Events, each with an ``"event"`` key:
 
 * ``start``: ``frames`` (all selected), ``todo`` (to render), ``skipped`` (already done)
-* ``loaded``: ``model``, ``device``, ``dtype``, ``seconds``
+* ``loaded``: ``model``, ``device``, ``dtype``, ``batch_size``, ``seconds``
 * ``step``: ``frames`` (the batch), ``step``, ``steps``
 * ``frame``: ``frame``, ``file``, ``seconds``
 * ``warning``: ``message``

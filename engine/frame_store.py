@@ -95,9 +95,9 @@ class FrameStore:
             return False
         return hashlib.sha256(data).hexdigest() == record.get("sha256")
 
-    def write(self, frame: int, image: np.ndarray, record: dict[str, Any]) -> Path:
-        """Write the frame atomically, then record it in the manifest."""
-        data = encode_png(image)
+    def write(self, frame: int, png: bytes, record: dict[str, Any]) -> Path:
+        """Write an encoded frame atomically, then record it in the manifest."""
+        data = png
         final = self.path(frame)
         temp = self.folder / f"{TEMP_PREFIX}{final.name}"
         try:

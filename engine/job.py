@@ -38,6 +38,8 @@ class ModelSpec:
     device: str = "auto"
     precision: str = "auto"
     scheduler: str = "ddim"
+    memory: str = "normal"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,8 @@ def _parse_model(fields: _Fields) -> ModelSpec:
         device=fields.get("device", "str", "auto"),
         precision=fields.get("precision", "str", "auto", _one_of(PRECISIONS)),
         scheduler=fields.get("scheduler", "str", "ddim"),
+        memory=fields.get("memory", "str", "normal", _one_of(("normal", "low"))),
+        compile=fields.get("compile", "bool", False),
     )
     fields.finish()
     return spec
@@ -342,7 +346,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
     steps = top.get("steps", "int", 50, lambda v: None if 1 <= v <= 1000 else "must be between 1 and 1000")
     guidance = top.get("guidance", "float", 7.5, _at_least(0.0))
     seed = top.get("seed", "int", 46, lambda v: None if 0 <= v < 2**63 else "must be between 0 and 2^63")
-    batch_size = top.get("batch_size", "int", 1, lambda v: None if 1 <= v <= 256 else "must be between 1 and 256")
+    batch_size = top.get("batch_size", "int", 1, lambda v: None if 0 <= v <= 256 else "must be 0 (auto) to 256")
     fps = top.get("fps", "float", None, _positive)
     prompts = top.get("prompts", "list", [""])
     if not prompts:

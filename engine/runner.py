@@ -6,12 +6,16 @@ and a changed frame re-renders alone. The model loads only when there is somethi
 Text-to-image frames are independent: they render ``batch_size`` at a time, each sample with its own noise
 phase, prompt mix and bend parameters. Image-to-image frames each start from the previous frame's image, so
 they render one by one, in order; a frame range must start where the previous frame is already rendered.
+Finished frames are PNG-encoded on a thread pool while the next batch renders, then written and recorded in
+order.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,12 +25,17 @@ from .bends import ParamBatch
 from .conditioning import PromptBank
 from .errors import BendError, JobError
 from .events import EventStream
-from .frame_store import FrameStore
+from .frame_store import FrameStore, encode_png
 from .job import FrameSpec, Job, frame_record
-from .models import Model, load_model
+from .models import VAE_TILING_PIXELS, Model, auto_batch_size, load_model
 from .noise import circular_walk, noise_fields
 from .sampler import BentSampler
 from .stack import BendStack
+
+# PNG encoding (zlib releases the GIL) runs beside the sampler so the GPU never waits on disk. Frames are still
+# written and recorded in render order; a bounded queue keeps memory flat on long renders.
+PNG_WORKERS = 4
+MAX_PENDING_FRAMES = 32
 
 
 @dataclass
@@ -71,6 +80,8 @@ class Runner:
         self.store = FrameStore(job.output_folder)
         self._model = model
         self._stack = BendStack(job.bends)
+        self._pending: deque[tuple[int, Future, str, float]] = deque()
+        self._rendered: list[int] = []
 
     def run(self, frame_range: tuple[int, int] | None = None) -> RunSummary:
         started = time.perf_counter()
@@ -87,16 +98,20 @@ class Runner:
         todo = [i for i in selected if i not in self._done]
         skipped = [job.frames[i].frame for i in selected if i in self._done]
         self.events.emit("start", frames=len(selected), todo=len(todo), skipped=len(skipped))
-        rendered: list[int] = []
+        self._rendered = []
         if todo:
             if job.mode == "img2img":
                 self._check_chain(todo)
             self._prepare_model()
             render = self._render_txt2img if job.mode == "txt2img" else self._render_img2img
-            render(todo, hashes, rendered)
+            with ThreadPoolExecutor(max_workers=PNG_WORKERS, thread_name_prefix="png") as self._encoder:
+                try:
+                    render(todo, hashes)
+                finally:  # also when stopped or failing: every frame rendered so far is written and recorded
+                    self._commit(wait=True)
         seconds = time.perf_counter() - started
-        self.events.emit("done", rendered=len(rendered), skipped=len(skipped), seconds=round(seconds, 3))
-        return RunSummary(rendered=rendered, skipped=skipped, seconds=seconds)
+        self.events.emit("done", rendered=len(self._rendered), skipped=len(skipped), seconds=round(seconds, 3))
+        return RunSummary(rendered=self._rendered, skipped=skipped, seconds=seconds)
 
     def _prepare_model(self) -> None:
         job = self.job
@@ -110,8 +125,13 @@ class Runner:
                 scheduler=spec.scheduler,
                 allow_download=spec.allow_download,
                 trust_pickle=spec.trust_pickle,
+                memory=spec.memory,
+                compile_unet=spec.compile,
             )
         model = self._model
+        if job.width * job.height > VAE_TILING_PIXELS:
+            model.vae.enable_tiling()
+        self.batch_size = job.batch_size or auto_batch_size(model, job.width, job.height)
         self.bank = PromptBank(
             model.tokenizer, model.text_encoder, job.prompts, warn=lambda m: self.events.emit("warning", message=m)
         )
@@ -130,6 +150,7 @@ class Runner:
             model=model.source,
             device=str(model.device),
             dtype=str(model.dtype).replace("torch.", ""),
+            batch_size=self.batch_size,
             seconds=round(time.perf_counter() - started, 3),
         )
 
@@ -142,25 +163,33 @@ class Runner:
         numbers = list(frames)
         self.sampler.on_step = lambda step, steps: self.events.emit("step", frames=numbers, step=step, steps=steps)
 
-    def _record(self, index: int, image: np.ndarray, frame_hash: str, seconds: float, rendered: list[int]) -> None:
-        frame = self.job.frames[index]
-        record = {"hash": frame_hash, "seed": self.job.frame_seed(index), "seconds": round(seconds, 4),
-                  "params": frame_record(frame)}
-        path = self.store.write(frame.frame, image, record)
-        rendered.append(frame.frame)
-        self.events.emit("frame", frame=frame.frame, file=str(path), seconds=round(seconds, 4))
+    def _record(self, index: int, image: np.ndarray, frame_hash: str, seconds: float) -> None:
+        """Queue a finished frame: PNG encoding runs on the pool while the next batch renders."""
+        self._pending.append((index, self._encoder.submit(encode_png, image), frame_hash, seconds))
+        self._commit(wait=len(self._pending) > MAX_PENDING_FRAMES)
 
-    def _render_txt2img(self, todo: Sequence[int], hashes: Sequence[str], rendered: list[int]) -> None:
+    def _commit(self, wait: bool) -> None:
+        """Write encoded frames in order (files, manifest lines, events); ``wait`` also drains the queue."""
+        while self._pending and (wait or self._pending[0][1].done()):
+            index, encoded, frame_hash, seconds = self._pending.popleft()
+            frame = self.job.frames[index]
+            record = {"hash": frame_hash, "seed": self.job.frame_seed(index), "seconds": round(seconds, 4),
+                      "params": frame_record(frame)}
+            path = self.store.write(frame.frame, encoded.result(), record)
+            self._rendered.append(frame.frame)
+            self.events.emit("frame", frame=frame.frame, file=str(path), seconds=round(seconds, 4))
+
+    def _render_txt2img(self, todo: Sequence[int], hashes: Sequence[str]) -> None:
         job = self.job
         a, b = noise_fields(job.noise_seed, self.latent_shape)
-        for batch in _batches(todo, job.batch_size):
+        for batch in _batches(todo, self.batch_size):
             started = time.perf_counter()
             frames = [job.frames[i] for i in batch]
             self._follow_steps(f.frame for f in frames)
             images = self._bent(frames, self._txt2img_latents, frames, a, b)
             seconds = (time.perf_counter() - started) / len(batch)
             for index, image in zip(batch, images, strict=True):
-                self._record(index, image, hashes[index], seconds, rendered)
+                self._record(index, image, hashes[index], seconds)
 
     def _txt2img_latents(self, frames: Sequence[FrameSpec], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         noise = circular_walk(a, b, [f.phase for f in frames])
@@ -184,7 +213,7 @@ class Runner:
                 "render from the first frame"
             )
 
-    def _render_img2img(self, todo: Sequence[int], hashes: Sequence[str], rendered: list[int]) -> None:
+    def _render_img2img(self, todo: Sequence[int], hashes: Sequence[str]) -> None:
         job = self.job
         previous: tuple[int, np.ndarray] | None = None  # the frame just rendered, kept in memory
         for index in todo:
@@ -198,7 +227,7 @@ class Runner:
                 kept = previous is not None and previous[0] == index - 1
                 source = previous[1] if kept else self._source_image(index)
                 image = self._bent([frame], self._img2img_latents, index, source)[0]
-            self._record(index, image, hashes[index], time.perf_counter() - started, rendered)
+            self._record(index, image, hashes[index], time.perf_counter() - started)
             previous = (index, image)
 
     def _source_image(self, index: int) -> np.ndarray:

@@ -20,6 +20,26 @@ from .models import Model
 from .stack import BendStack, HookState
 
 StepCallback = Callable[[int, int], None]
+# Samples per VAE decode call: batched, but bounded, because the decoder's full-resolution activations dominate
+# memory at large batch sizes.
+DECODE_CHUNK = 8
+
+
+def guidance_embedding(scale: float, dim: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    """The sinusoidal embedding of ``scale`` that guidance-distilled (LCM) U-Nets take as ``timestep_cond``.
+
+    It must match the embedding those models were trained with: w = 1000·(scale − 1), geometric frequencies
+    from 1 to 1/10000 over half the dimensions, sines then cosines.
+    """
+    # Same operations in the same order as training: at angles of thousands of radians, float32 rounding shows.
+    half = dim // 2
+    step = torch.log(torch.tensor(10000.0)) / (half - 1)
+    frequencies = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
+    angles = (torch.tensor([scale - 1.0]) * 1000.0)[:, None] * frequencies[None, :]
+    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[0]
+    if dim % 2:
+        embedding = torch.nn.functional.pad(embedding, (0, 1))
+    return embedding.to(dtype).expand(batch, -1)
 
 
 class BentSampler:
@@ -47,10 +67,12 @@ class BentSampler:
         step_parameters = inspect.signature(model.scheduler.step).parameters
         self._step_takes_generator = "generator" in step_parameters
         self._step_kwargs = {"eta": 0.0} if "eta" in step_parameters else {}
+        self._guidance_dim = model.unet.config.get("time_cond_proj_dim")
 
     @property
     def uses_guidance(self) -> bool:
-        return self.guidance > 1.0
+        """Classifier-free guidance, two branches per step; guidance-distilled models embed the scale instead."""
+        return self.guidance > 1.0 and self._guidance_dim is None
 
     def txt2img(
         self, noise: torch.Tensor, cond: torch.Tensor, params: Mapping[str, ParamBatch], seed: int
@@ -103,6 +125,11 @@ class BentSampler:
         step_kwargs = dict(self._step_kwargs)
         if self._step_takes_generator:
             step_kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+        unet_kwargs = {}
+        if self._guidance_dim is not None:
+            unet_kwargs["timestep_cond"] = guidance_embedding(
+                self.guidance, self._guidance_dim, x.shape[0], model.dtype
+            ).to(model.device)
         self._hook_state.params = params
         with torch.inference_mode(), stack.unet_hooks(model.unet, self._hook_state):
             for step, t in enumerate(timesteps):
@@ -112,7 +139,7 @@ class BentSampler:
                 x_in = torch.cat([x, x]) if self.uses_guidance else x
                 x_in = scheduler.scale_model_input(x_in, t)
                 self._hook_state.step = step
-                eps = model.unet(x_in, t, encoder_hidden_states=embeddings).sample
+                eps = model.unet(x_in, t, encoder_hidden_states=embeddings, **unet_kwargs).sample
                 if self.uses_guidance:
                     eps_uncond, eps_cond = eps.chunk(2)
                     eps = eps_uncond + self.guidance * (eps_cond - eps_uncond)
@@ -125,8 +152,9 @@ class BentSampler:
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents to ``uint8`` RGB images ``(B, H, W, 3)``, rounded as diffusers rounds them."""
         vae = self.model.vae
+        scaled = latents.to(vae.dtype) / vae.config.scaling_factor
         with torch.inference_mode():
-            images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+            images = torch.cat([vae.decode(chunk).sample for chunk in scaled.split(DECODE_CHUNK)])
             images = (images / 2 + 0.5).clamp(0, 1)
         return (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
 
