@@ -31,6 +31,16 @@ class BendPreferences(bpy.types.AddonPreferences):
         name="Trust Pickle Checkpoints",
         description="Load .ckpt/.pt/.bin files, which can run code when loaded. Only for files you trust",
     )
+    memory: EnumProperty(
+        name="Memory",
+        items=[("normal", "Normal", "Everything on the GPU"),
+               ("low", "Low", "For small GPUs: sliced attention, tiled VAE, components offloaded to the CPU")],
+        default="normal",
+    )
+    compile_unet: BoolProperty(
+        name="Compile U-Net",
+        description="torch.compile the U-Net: faster frames after a slow first one; worth it for long renders",
+    )
     engine_python: StringProperty(
         name="Engine Python",
         description="Python that runs the engine; empty: Blender's own, with the installed dependencies",
@@ -45,6 +55,9 @@ class BendPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "precision")
+        row = layout.row()
+        row.prop(self, "memory")
+        row.prop(self, "compile_unet")
         layout.prop(self, "allow_download")
         layout.prop(self, "trust_pickle")
         layout.prop(self, "engine_python")

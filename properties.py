@@ -216,7 +216,10 @@ class BendSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=50, min=1, max=1000)
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, soft_max=20.0)
     seed: IntProperty(name="Seed", default=46, min=0)
-    batch_size: IntProperty(name="Batch Size", description="Frames per U-Net call", default=1, min=1, max=256)
+    batch_size: IntProperty(
+        name="Batch Size", description="Text-to-image frames per U-Net call; 0: as many as fit in free GPU memory",
+        default=0, min=0, max=256,
+    )
     scheduler: EnumProperty(name="Scheduler", items=[(k, k, v) for k, v in SCHEDULER_ALIASES.items()], default="ddim")
     prompts: CollectionProperty(type=BendPrompt)
     prompt_index: IntProperty(name="Active Prompt")

@@ -55,6 +55,8 @@ def _model(scene: bpy.types.Scene, prefs) -> dict[str, object]:
         "device": prefs.device,
         "precision": prefs.precision,
         "scheduler": scene.bend.scheduler,
+        "memory": prefs.memory,
+        "compile": bool(prefs.compile_unet),
         "allow_download": bool(prefs.allow_download and bpy.app.online_access),
         "trust_pickle": bool(prefs.trust_pickle),
     }
