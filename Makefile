@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BLENDER_VENVS := .venv-bpy45 .venv-bpy42
 
-.PHONY: test test-engine test-blender venvs lint bench demo clean
+.PHONY: test test-engine test-blender venvs venvs-main lint bench demo clean
 
 test: venvs
 	$(PY) -m ruff check .
@@ -19,10 +19,13 @@ test-blender:
 	$(PY) -m pytest tests/blender
 	for venv in $(BLENDER_VENVS); do $$venv/bin/python -m pytest tests/blender || exit 1; done
 
-venvs:
-	$(PYTHON) vendor_setup.py --venv $(VENV)
+venvs: venvs-main
 	$(PYTHON) vendor_setup.py --venv .venv-bpy45 --blender 4.5
 	$(PYTHON) vendor_setup.py --venv .venv-bpy42 --blender 4.2
+
+# The dev venv alone (bpy 5.0.1), for what needs no other Blender.
+venvs-main:
+	$(PYTHON) vendor_setup.py --venv $(VENV)
 
 lint: venvs
 	$(PY) -m ruff check .
@@ -30,6 +33,11 @@ lint: venvs
 
 bench: venvs
 	$(PY) bench/run_all.py
+
+# The whole artist workflow, headless, through the extension's operators (scripts/demo.py; outputs in demo/).
+# BEND_MODEL=<model> renders with a real Stable Diffusion model; DEMO_ARGS="--seconds 5" passes options.
+demo: venvs-main
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BLENDER_VENVS) .pytest_cache .ruff_cache
