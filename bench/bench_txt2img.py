@@ -1,0 +1,364 @@
+"""Text-to-image throughput: the engine's render path against a plain diffusers loop, same model and settings.
+
+The engine side is what ``python -m engine render`` (and so Blender's Render Bent Frames) runs: an
+``engine.runner.Runner`` on a job with no bends, ``batch_size`` frames per U-Net call, each frame written as a
+PNG with its manifest line. The diffusers side is one ``StableDiffusionPipeline.__call__`` per frame on the same
+modules (same weights, size, steps, guidance, precision and prompt), with each frame's initial latents passed in
+(the engine's own circular-walk noise, so both render the same images) and its ``output_type="pil"`` image saved
+as a PNG at the engine's compression level, so both pay the same encode. The engine is also run at batch size 1,
+which separates the gain from batching from the engine's per-frame overhead. Runs are interleaved, rotating
+which goes first, and each figure is the median of its runs; both model loads happen once, outside the timing.
+
+Defaults: on the CPU, tiny-random at 64x64, 20 DDIM steps, CFG 7.5, 8 frames, batch 4. With CUDA (``--gpu``, or
+automatically when available): the full SD 1.5 architecture with random weights, fp16, 512x512, 50 DDIM steps,
+16 frames, batch 8.
+
+    python bench/bench_txt2img.py [--gpu | --cpu] [--model tiny-random|sd15-random|PATH] [--size N] [--steps N]
+                                  [--frames N] [--batch N|auto] [--repeats N] [--threads N] [--profile] [--no-cli]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from engine.events import EventStream  # noqa: E402
+from engine.job import parse_job  # noqa: E402
+from engine.models import SINGLE_FILE_CONFIG, Model, clip_tokenizer, load_model, make_scheduler  # noqa: E402
+from engine.noise import circular_walk, noise_fields, paper_phases  # noqa: E402
+from engine.runner import Runner  # noqa: E402
+
+PROMPT = "a floating orb"
+SEED = 46
+PNG_LEVEL = 4  # engine.frame_store.encode_png's compress_level; the diffusers side saves at the same level
+SD15_RANDOM = "sd15-random"
+WARM_UP_STEPS = 2  # the warm-up run of each side: every shape once (kernels, allocator), not the whole job
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What runs where: device, model, machine description (shared with the other model benchmarks)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--gpu", action="store_true", help="require CUDA (the default when it is available)")
+    where.add_argument("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for both sides (default 1; 0: torch's own default). On a shared "
+                             "machine, two threads run ~10x slower whenever another process wants the CPU")
+
+
+def pick_device(args: argparse.Namespace) -> torch.device:
+    if args.gpu and not torch.cuda.is_available():
+        sys.exit("--gpu: CUDA is not available on this machine")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the engine processes a benchmark starts
+    return torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")
+
+
+def build_sd15_random(device: torch.device, dtype: torch.dtype, seed: int = 0) -> Model:
+    """The full SD 1.5 architecture (engine/model_configs/sd-v1) with random weights: no download, real sizes.
+
+    CLIP's tokenizer is built from the shipped BPE merges, as the engine does for single-file checkpoints. The
+    weights are initialised directly on ``device``; random weights cost exactly what trained ones do.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = SINGLE_FILE_CONFIG
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config / "vae"))
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config / "text_encoder"))
+    modules = {}
+    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+        modules[name] = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    scheduler = make_scheduler("ddim", DDIMScheduler.load_config(config / "scheduler"))
+    return Model(source=SD15_RANDOM, tokenizer=clip_tokenizer(), scheduler=scheduler, device=device, dtype=dtype,
+                 **modules)
+
+
+def load_bench_model(source: str, device: torch.device) -> tuple[Model, float]:
+    """The model named on the command line, in the engine's default precision for ``device``; and its load time."""
+    started = time.perf_counter()
+    if source == SD15_RANDOM:
+        model = build_sd15_random(device, torch.float16 if device.type == "cuda" else torch.float32)
+    else:
+        model = load_model(source, device=device.type)
+    sync(device)
+    return model, time.perf_counter() - started
+
+
+def describe_model(model: Model) -> str:
+    name = "SD 1.5 architecture (random weights)" if model.source == SD15_RANDOM else model.source
+    return f"{name}, {dtype_name(model.dtype)}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def machine(device: torch.device) -> str:
+    """The processor that does the work, in words."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"GPU {props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}"
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def diffusers_pipeline(model: Model, img2img: bool = False):
+    """A plain diffusers pipeline on the model's own modules, with its own DDIM scheduler instance."""
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    cls = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
+    pipe = cls(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=DDIMScheduler.from_config(model.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    image.save(path, format="PNG", compress_level=PNG_LEVEL)
+
+
+def max_pixel_difference(folder_a: Path, folder_b: Path, names: list[str]) -> int:
+    worst = 0
+    for name in names:
+        a = np.asarray(Image.open(folder_a / name).convert("RGB"), dtype=np.int16)
+        b = np.asarray(Image.open(folder_b / name).convert("RGB"), dtype=np.int16)
+        worst = max(worst, int(np.abs(a - b).max()))
+    return worst
+
+
+def interleaved(runs: dict[str, Callable[[int], float]], repeats: int) -> dict[str, list[float]]:
+    """A warm-up of each (round -1, which a run may make short), then ``repeats`` rounds of every run.
+
+    The order rotates each round, so that a slow spell on this shared machine does not always hit the same run.
+    """
+    names = list(runs)
+    for name in names:
+        runs[name](-1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(runs[name](round_))
+    return times
+
+
+def profile_breakdown(label: str, fn: Callable[[], object], keys: dict[str, tuple[str, str]]) -> None:
+    """Run ``fn`` under cProfile and print the cumulative time of the functions that matter, and the rest."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.runcall(fn)
+    total = time.perf_counter() - started
+    stats = pstats.Stats(profiler)
+    print(f"  cProfile of one {label} run: {total:.3f} s in all (profiler overhead included)")
+    for what, (file_part, function) in keys.items():
+        seconds = max(  # the outermost of same-named functions in one file (CLIP's nested forwards)
+            (
+                row[3]  # cumulative time
+                for (filename, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+                if name == function and file_part in filename.replace("\\", "/")
+            ),
+            default=0.0,
+        )
+        print(f"    {what:<50} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
+
+
+# The functions the profile reports, as (a part of their file's path, their name). Nested ones overlap: the
+# U-Net forward is inside the pipeline call, the PNG encode inside the frame write.
+PROFILE_KEYS = {
+    "U-Net forward": ("diffusers/models/unets/unet_2d_condition.py", "forward"),
+    "VAE decode": ("diffusers/models/autoencoders/autoencoder_kl.py", "decode"),
+    "VAE encode": ("diffusers/models/autoencoders/autoencoder_kl.py", "encode"),
+    "CLIP text encoder forward": ("transformers/models/clip/modeling_clip.py", "forward"),
+    "scheduler step (DDIM)": ("diffusers/schedulers/scheduling_ddim.py", "step"),
+    "PNG encode (PIL save)": ("PIL/Image.py", "save"),
+    "os.fsync (engine: frame + folder + manifest)": ("~", "<built-in method posix.fsync>"),
+    "engine FrameStore.write (encode, fsync, manifest)": ("engine/frame_store.py", "write"),
+    "engine Job.frame_hashes": ("engine/job.py", "frame_hashes"),
+    "diffusers encode_prompt (every call)": ("pipelines/stable_diffusion/pipeline_stable_diffusion", "encode_prompt"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text-to-image
+
+
+def job_document(args: argparse.Namespace, batch: int, model: Model, frames: int, steps: int) -> dict:
+    return {
+        "format": "diffusion-bender-job",
+        "version": 1,
+        "model": {"source": model.source, "device": model.device.type, "precision": "auto", "scheduler": "ddim"},
+        "mode": "txt2img",
+        "width": args.size,
+        "height": args.size,
+        "steps": steps,
+        "guidance": args.guidance,
+        "seed": SEED,
+        "batch_size": batch,
+        "prompts": [PROMPT],
+        "frames": [{"frame": i + 1} for i in range(frames)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_device_arguments(parser)
+    parser.add_argument("--model", help="tiny-random (CPU default), sd15-random (CUDA default), or a model source")
+    parser.add_argument("--size", type=int, help="width and height (64 on the CPU, 512 on CUDA)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (20 on the CPU, 50 on CUDA)")
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--frames", type=int, help="frames per run (8 on the CPU, 16 on CUDA)")
+    parser.add_argument("--batch", default="auto", help="engine batch size; auto: 4 on the CPU, 8 on CUDA")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs of each")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown of one run of each")
+    parser.add_argument("--no-cli", action="store_true", help="skip timing the whole python -m engine process")
+    args = parser.parse_args()
+    device = pick_device(args)
+    gpu = device.type == "cuda"
+    args.model = args.model or (SD15_RANDOM if gpu else "tiny-random")
+    args.size = args.size or (512 if gpu else 64)
+    args.steps = args.steps or (50 if gpu else 20)
+    args.frames = args.frames or (16 if gpu else 8)
+    batch = (8 if gpu else 4) if args.batch == "auto" else int(args.batch)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
+
+    model, load_s = load_bench_model(args.model, device)
+    pipe = diffusers_pipeline(model)
+    factor = model.vae_scale_factor
+    a, b = noise_fields(SEED, (model.latent_channels, args.size // factor, args.size // factor))
+    phases = paper_phases(args.frames)
+    names = [f"frame_{i + 1:05d}.png" for i in range(args.frames)]
+    work = Path(tempfile.mkdtemp(prefix="bench-txt2img-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+
+    def engine_run(batch_size: int) -> Callable[[int], float]:
+        def run(round_: int) -> float:
+            folder = work / f"engine-b{batch_size}-{round_}"
+            frames, steps = (args.frames, args.steps) if round_ >= 0 else (batch_size, WARM_UP_STEPS)
+            job = parse_job(job_document(args, batch_size, model, frames, steps), folder)
+            started = time.perf_counter()
+            Runner(job, EventStream(io.StringIO()), model=model).run()
+            sync(device)
+            return time.perf_counter() - started
+
+        return run
+
+    def diffusers_run(round_: int) -> float:
+        folder = work / f"diffusers-{round_}"
+        folder.mkdir()
+        frames, steps = (args.frames, args.steps) if round_ >= 0 else (1, WARM_UP_STEPS)
+        started = time.perf_counter()
+        for i, name in enumerate(names[:frames]):
+            latents = circular_walk(a, b, [phases[i]]).to(device, model.dtype)
+            image = pipe(PROMPT, height=args.size, width=args.size, num_inference_steps=steps,
+                         guidance_scale=args.guidance, latents=latents, output_type="pil").images[0]
+            save_png(image, folder / name)
+        sync(device)
+        return time.perf_counter() - started
+
+    engine_label = f"engine Runner, batch {batch}"
+    runs = {engine_label: engine_run(batch)}
+    if batch != 1:
+        runs["engine Runner, batch 1"] = engine_run(1)
+    runs["diffusers pipeline, 1 call per frame"] = diffusers_run
+    times = interleaved(runs, args.repeats)
+    last = args.repeats - 1
+    difference = max_pixel_difference(work / f"engine-b{batch}-{last}", work / f"diffusers-{last}", names)
+
+    print(f"txt2img throughput: {describe_model(model)}, {args.size}x{args.size}, {args.steps} DDIM steps, "
+          f"CFG {args.guidance:g}, prompt {PROMPT!r}, {args.frames} frames per run, median of {args.repeats} "
+          f"interleaved runs")
+    print(f"  on {machine(device)}")
+    print("  engine: Runner.run() on a job with no bends (what python -m engine render does after loading), "
+          "PNG + manifest line per frame, fsynced")
+    print("  diffusers: StableDiffusionPipeline(...)(prompt, latents=that frame's engine noise, output_type='pil') "
+          f"per frame, same modules, saved as PNG (compress_level {PNG_LEVEL})")
+    base = statistics.median(times["diffusers pipeline, 1 call per frame"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        fps = args.frames / median
+        print(f"  {name:<40} {fps:8.2f} frames/s  {1000 * median / args.frames:8.1f} ms/frame   "
+              f"speed vs diffusers {base / median:5.2f}x")
+    goal = "goal >= 3x on GPU" if gpu else "GPU goal >= 3x; this is the CPU figure"
+    print(f"  ratio engine (batch {batch}) / diffusers frames per second: "
+          f"{base / statistics.median(times[engine_label]):.2f}x ({goal})")
+    print(f"  same images: max pixel difference engine vs diffusers {difference} of 255 "
+          f"(model load/build, once, untimed: {load_s:.2f} s)")
+
+    if not args.no_cli and args.model == "tiny-random" and not gpu:
+        time_cli(args, batch, model, work)
+    if args.profile:
+        profile_breakdown(f"engine (batch {batch})", lambda: engine_run(batch)(1000), PROFILE_KEYS)
+        profile_breakdown("engine (batch 1)", lambda: engine_run(1)(1001), PROFILE_KEYS)
+        profile_breakdown("diffusers loop", lambda: diffusers_run(1002), PROFILE_KEYS)
+
+
+def time_cli(args: argparse.Namespace, batch: int, model: Model, work: Path) -> None:
+    """The whole ``python -m engine render`` process on the same job, as Blender launches it: start-up included."""
+    folder = work / "cli"
+    folder.mkdir()
+    document = job_document(args, batch, model, args.frames, args.steps)
+    (folder / "job.json").write_text(json.dumps(document), encoding="utf-8")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "engine", "render", str(folder / "job.json")], cwd=ROOT,
+                            check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    events = {e["event"]: e for e in map(json.loads, result.stdout.splitlines())}
+    loaded, done = events["loaded"]["seconds"], events["done"]["seconds"]
+    print(f"  whole python -m engine render process, same job, one run: {wall:.2f} s = start-up and imports "
+          f"{wall - done:.2f} s + model load {loaded:.2f} s + rendering {done - loaded:.2f} s "
+          f"({args.frames / wall:.2f} frames/s end to end)")
+
+
+if __name__ == "__main__":
+    main()
