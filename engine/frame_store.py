@@ -68,6 +68,10 @@ class FrameStore:
             raise EngineError(
                 f"output folder {self.folder} is not writable ({exc.strerror}); choose another output folder"
             ) from exc
+        self.remove_temporaries()
+
+    def remove_temporaries(self) -> None:
+        """Delete half-written frames left by a render that was killed; only safe when no render is running."""
         for stale in self.folder.glob(f"{TEMP_PREFIX}*"):
             stale.unlink(missing_ok=True)
 

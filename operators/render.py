@@ -24,7 +24,7 @@ from bpy.props import IntProperty
 
 from .. import compat, dependencies, preferences
 from ..audio_source import sound_strips
-from ..engine.frame_store import frame_file_name
+from ..engine.frame_store import FrameStore, frame_file_name
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,8 @@ class RenderSession:
         return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("frame_*.png") if p.stem[6:].isdigit())
 
     def outcome(self, code: int) -> tuple[str, str]:
-        """The report level and message for the finished process."""
+        """The report level and message for the finished process (which has exited: its leftovers can go)."""
+        FrameStore(self.folder).remove_temporaries()
         if code == 0:
             return "INFO", f"Rendered {self.done} frames ({self.skipped} already done) into {self.folder}"
         if code == EXIT_STOPPED:

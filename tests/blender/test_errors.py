@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import stat
 import sys
 import textwrap
@@ -10,6 +12,7 @@ import blender_env
 import bpy
 import pytest
 from helpers import write_song
+from PIL import Image
 
 needs_audio = pytest.mark.skipif(
     not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
@@ -68,13 +71,20 @@ def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_pat
         """))
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     _prefs().engine_python = str(wrapper)
-    with pytest.raises(RuntimeError, match=r"killed \(signal 9\).*Batch Size.*1 new frames are kept"):
+    with pytest.raises(RuntimeError, match=r"killed \(signal 9\).*Batch Size.*new frames are kept"):
         bpy.ops.bend.render()
     folder = tmp_path / "bend" / renderable.name
-    assert [p.name for p in folder.glob("frame_*.png")] == ["frame_00001.png"]
+    # The kill lands while later frames may be in flight: whatever is on disk must be whole and consistent.
+    kept = sorted(folder.glob("frame_*.png"))
+    assert kept[0].name == "frame_00001.png" and len(kept) < 4
+    for frame in kept:
+        with Image.open(frame) as image:
+            image.verify()
+    for record in (json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()):
+        assert hashlib.sha256((folder / record["file"]).read_bytes()).hexdigest() == record["sha256"]
     assert not list(folder.glob(".partial-*"))
     strip = blender_env.extension().compat.strips(renderable)[renderable.name]
-    assert len(strip.elements) == 1
+    assert len(strip.elements) >= 1
 
     _prefs().engine_python = ""
     assert bpy.ops.bend.render() == {"FINISHED"}  # Blender is still up, and the render resumes
