@@ -1,11 +1,12 @@
 """Peak GPU memory by batch size: the SD 1.5 architecture at 512x512 in fp16 through the engine's sampler.
 
-For each batch size (1, 2, 4, 8, ... up to ``--max-batch`` or the first out-of-memory), one text-to-image batch
-runs through ``engine.sampler.BentSampler`` (``txt2img`` with classifier-free guidance, so the U-Net sees twice
-the batch, then ``decode``), with the peak of ``torch.cuda.max_memory_allocated`` taken separately over the
-denoising loop and over the VAE decode, above the weights. Memory does not depend on the number of steps, so a
-few steps are enough; the seconds per frame printed beside are for those steps only. Random weights take exactly
-the memory trained ones do. Without CUDA it prints one line and exits 0.
+The model is loaded as the engine loads it (``engine.models.load_model``: channels-last U-Net and VAE). For each
+batch size (1, 2, 4, 8, ... up to ``--max-batch`` or the first out-of-memory), one text-to-image batch runs
+through ``engine.sampler.BentSampler`` (``txt2img`` with classifier-free guidance, so the U-Net sees twice the
+batch, then ``decode``, which decodes 8 frames at a time), with the peak of ``torch.cuda.max_memory_allocated``
+taken separately over the denoising loop and over the VAE decode, weights included. Memory does not depend on the
+number of steps, so a few steps are enough; the seconds per frame printed beside are for those steps only. Random
+weights take exactly the memory trained ones do. Without CUDA it prints one line and exits 0.
 
     python bench/bench_gpu_memory.py [--max-batch 32] [--steps 3] [--size 512]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,7 +35,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("gpu memory: not measured: this benchmark needs a CUDA GPU, and torch sees none on this machine")
         return
-    from bench_txt2img import PROMPT, SEED, build_sd15_random, machine
+    from bench_txt2img import PROMPT, SD15_RANDOM, SEED, load_engine_model, machine, model_path
 
     from engine.conditioning import PromptBank
     from engine.noise import circular_walk, noise_fields, paper_phases
@@ -42,7 +44,8 @@ def main() -> None:
 
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")
     device = torch.device("cuda")
-    model = build_sd15_random(device, torch.float16)
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-memory-") as work:
+        model, _ = load_engine_model(SD15_RANDOM, model_path(SD15_RANDOM, device, Path(work)), device)
     torch.cuda.synchronize()
     weights = torch.cuda.memory_allocated()
     bank = PromptBank(model.tokenizer, model.text_encoder, [PROMPT])

@@ -1,12 +1,13 @@
 """Image-to-image feedback, per frame: the engine's img2img chain against a plain diffusers img2img loop.
 
-The engine side is an ``engine.runner.Runner`` on a job in mode ``img2img`` (strength 0.5, no bends), starting
-from an init image: each frame is encoded from the previous frame's image (kept in memory), noised to the
-strength, denoised, decoded and written as a PNG with its manifest line. The diffusers side is one
-``StableDiffusionImg2ImgPipeline.__call__`` per frame on the same modules, each output fed back as the next
-input, with the engine's per-frame seeds (seed + i), strength, steps, guidance and prompt, and its image saved as
-a PNG at the engine's compression level. The images are not identical: diffusers draws the img2img noise from
-the same generator right after the VAE posterior sample, the engine from a fresh generator at the frame's seed.
+The engine side is the model loaded by ``engine.models.load_model``, then an ``engine.runner.Runner`` on a job in
+mode ``img2img`` (strength 0.5, no bends), starting from an init image: each frame is encoded from the previous
+frame's image (kept in memory), noised to the strength, denoised, decoded and written as a PNG with its manifest
+line. The diffusers side is one ``StableDiffusionImg2ImgPipeline.__call__`` per frame on the same weights loaded
+diffusers' own way (see bench_txt2img.py), each output fed back as the next input, with the engine's per-frame
+seeds (seed + i), strength, steps, guidance and prompt, and its image saved as a PNG at the engine's compression
+level. The images are not identical: diffusers draws the img2img noise from the same generator right after the
+VAE posterior sample, the engine from a fresh generator at the frame's seed.
 
 Runs are interleaved, rotating which goes first; each figure is the median. Defaults: on the CPU,
 tiny-random at 64x64, 20 DDIM steps (10 run per frame), CFG 7.5, 8 frames; with CUDA, the SD 1.5 architecture
@@ -43,8 +44,9 @@ from bench_txt2img import (
     describe_model,
     diffusers_pipeline,
     interleaved,
-    load_bench_model,
+    load_engine_model,
     machine,
+    model_path,
     pick_device,
     profile_breakdown,
     save_png,
@@ -85,10 +87,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
 
-    model, load_s = load_bench_model(args.model, device)
-    pipe = diffusers_pipeline(model, img2img=True)
     work = Path(tempfile.mkdtemp(prefix="bench-img2img-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
+    path = model_path(args.model, device, work)
+    model, load_s = load_engine_model(args.model, path, device)
+    pipe, pipe_how = diffusers_pipeline(args.model, path, model, img2img=True)
     start = init_image(args.size)
     start.save(work / "init.png")
     names = [f"frame_{i + 1:05d}.png" for i in range(args.frames)]
@@ -134,14 +137,14 @@ def main() -> None:
           f"strength {args.strength:g} ({steps_run} run per frame), CFG {args.guidance:g}, prompt {PROMPT!r}, "
           f"{args.frames} frames from one init image, median of {args.repeats} interleaved runs")
     print(f"  on {machine(device)}")
-    print("  engine: Runner.run() on an img2img job, no bends (encode previous frame, noise, denoise, decode, "
-          "PNG + manifest line, fsynced)")
-    print("  diffusers: StableDiffusionImg2ImgPipeline(...)(prompt, image=previous output, generator=seed+i) per "
-          f"frame, same modules, saved as PNG (compress_level {PNG_LEVEL})")
+    print("  engine: load_model() then Runner.run() on an img2img job, no bends (encode previous frame, noise, "
+          "denoise, decode; PNG-encoded on the engine's thread pool, written with a manifest line, fsynced)")
+    print(f"  diffusers: {pipe_how}; pipe(prompt, image=previous output, generator=seed+i) per frame, saved as PNG "
+          f"(compress_level {PNG_LEVEL}) on the same thread")
     for name, seconds in (("engine img2img chain", engine_s), ("diffusers img2img loop", diffusers_s)):
         print(f"  {name:<40} {1000 * seconds / args.frames:8.1f} ms/frame  {args.frames / seconds:8.2f} frames/s")
     print(f"  ratio engine / diffusers frames per second: {diffusers_s / engine_s:.2f}x (goal >= 1: no slower) "
-          f"(model load/build, once, untimed: {load_s:.2f} s)")
+          f"(engine model load, once, untimed: {load_s:.2f} s)")
     if args.profile:
         profile_breakdown("engine img2img", lambda: engine_run(1000), PROFILE_KEYS)
         profile_breakdown("diffusers img2img loop", lambda: diffusers_run(1001), PROFILE_KEYS)

@@ -1,20 +1,23 @@
 """Text-to-image throughput: the engine's render path against a plain diffusers loop, same model and settings.
 
-The engine side is what ``python -m engine render`` (and so Blender's Render Bent Frames) runs: an
-``engine.runner.Runner`` on a job with no bends, ``batch_size`` frames per U-Net call, each frame written as a
-PNG with its manifest line. The diffusers side is one ``StableDiffusionPipeline.__call__`` per frame on the same
-modules (same weights, size, steps, guidance, precision and prompt), with each frame's initial latents passed in
-(the engine's own circular-walk noise, so both render the same images) and its ``output_type="pil"`` image saved
-as a PNG at the engine's compression level, so both pay the same encode. The engine is also run at batch size 1,
-which separates the gain from batching from the engine's per-frame overhead. Runs are interleaved, rotating
-which goes first, and each figure is the median of its runs; both model loads happen once, outside the timing.
+The engine side is what ``python -m engine render`` (and so Blender's Render Bent Frames) runs: the model loaded
+by ``engine.models.load_model`` (on CUDA: channels-last U-Net and VAE), then an ``engine.runner.Runner`` on a job
+with no bends, ``batch_size`` frames per U-Net call, each frame PNG-encoded on the engine's thread pool and
+written with its manifest line. The diffusers side is one ``StableDiffusionPipeline.__call__`` per frame on the
+same weights loaded diffusers' own way (same size, steps, guidance, precision and prompt, DDIM), with each
+frame's initial latents passed in (the engine's own circular-walk noise, so both render the same images) and its
+``output_type="pil"`` image saved as a PNG at the engine's compression level, so both pay the same encode. The
+engine also runs at batch size 1, which separates the gain from batching from the engine's per-frame overhead.
+Runs are interleaved, rotating which goes first, and each figure is the median of its runs; model loads happen
+once, outside the timing.
 
 Defaults: on the CPU, tiny-random at 64x64, 20 DDIM steps, CFG 7.5, 8 frames, batch 4. With CUDA (``--gpu``, or
-automatically when available): the full SD 1.5 architecture with random weights, fp16, 512x512, 50 DDIM steps,
-16 frames, batch 8.
+automatically when available): the full SD 1.5 architecture with random weights (written to a temporary
+diffusers folder, then loaded by both sides), fp16, 512x512, 50 DDIM steps, 16 frames, the engine's auto batch.
 
     python bench/bench_txt2img.py [--gpu | --cpu] [--model tiny-random|sd15-random|PATH] [--size N] [--steps N]
-                                  [--frames N] [--batch N|auto] [--repeats N] [--threads N] [--profile] [--no-cli]
+                                  [--frames N] [--batch N|auto] [--compile] [--repeats N] [--threads N]
+                                  [--profile] [--no-cli]
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # loading bars; diffusers' and transformers' below
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -49,9 +54,10 @@ from PIL import Image  # noqa: E402
 
 from engine.events import EventStream  # noqa: E402
 from engine.job import parse_job  # noqa: E402
-from engine.models import SINGLE_FILE_CONFIG, Model, clip_tokenizer, load_model, make_scheduler  # noqa: E402
+from engine.models import SINGLE_FILE_CONFIG, Model, auto_batch_size, clip_tokenizer, load_model  # noqa: E402
 from engine.noise import circular_walk, noise_fields, paper_phases  # noqa: E402
 from engine.runner import Runner  # noqa: E402
+from engine.tiny_random import build_tiny_components  # noqa: E402
 
 PROMPT = "a floating orb"
 SEED = 46
@@ -82,13 +88,14 @@ def pick_device(args: argparse.Namespace) -> torch.device:
     return torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")
 
 
-def build_sd15_random(device: torch.device, dtype: torch.dtype, seed: int = 0) -> Model:
-    """The full SD 1.5 architecture (engine/model_configs/sd-v1) with random weights: no download, real sizes.
+def save_sd15_random(folder: Path, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Path:
+    """Write the full SD 1.5 architecture (engine/model_configs/sd-v1) with random weights as a diffusers folder.
 
-    CLIP's tokenizer is built from the shipped BPE merges, as the engine does for single-file checkpoints. The
-    weights are initialised directly on ``device``; random weights cost exactly what trained ones do.
+    No download, real sizes: random weights cost exactly what trained ones do. CLIP's tokenizer is built from the
+    shipped BPE merges, as the engine does for single-file checkpoints. The weights are drawn on ``device`` (fast
+    on a GPU) and saved as safetensors, so that both sides then load the folder their own way.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = SINGLE_FILE_CONFIG
@@ -97,22 +104,37 @@ def build_sd15_random(device: torch.device, dtype: torch.dtype, seed: int = 0) -
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config / "unet"))
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config / "vae"))
         text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config / "text_encoder"))
-    modules = {}
-    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
-        modules[name] = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    scheduler = make_scheduler("ddim", DDIMScheduler.load_config(config / "scheduler"))
-    return Model(source=SD15_RANDOM, tokenizer=clip_tokenizer(), scheduler=scheduler, device=device, dtype=dtype,
-                 **modules)
+    pipe = StableDiffusionPipeline(
+        vae=vae.to(dtype),
+        text_encoder=text_encoder.to(dtype),
+        tokenizer=clip_tokenizer(),
+        unet=unet.to(dtype),
+        scheduler=PNDMScheduler.from_config(PNDMScheduler.load_config(config / "scheduler")),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    del pipe, unet, vae, text_encoder
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return folder
 
 
-def load_bench_model(source: str, device: torch.device) -> tuple[Model, float]:
-    """The model named on the command line, in the engine's default precision for ``device``; and its load time."""
+def model_path(source: str, device: torch.device, work: Path) -> str:
+    """The model source to load: ``sd15-random`` is written to a folder under ``work`` first."""
+    if source != SD15_RANDOM:
+        return source
+    return str(save_sd15_random(work / SD15_RANDOM, device, torch.float16 if device.type == "cuda" else torch.float32))
+
+
+def load_engine_model(source: str, path: str, device: torch.device, compile_unet: bool = False) -> tuple[Model, float]:
+    """The engine's model, loaded as ``python -m engine render`` loads it (``load_model``: on CUDA, channels-last
+    U-Net and VAE; fp16 on CUDA, fp32 on the CPU); and the seconds it took."""
     started = time.perf_counter()
-    if source == SD15_RANDOM:
-        model = build_sd15_random(device, torch.float16 if device.type == "cuda" else torch.float32)
-    else:
-        model = load_model(source, device=device.type)
+    model = load_model(path, device=device.type, compile_unet=compile_unet)
     sync(device)
+    model.source = source
     return model, time.perf_counter() - started
 
 
@@ -144,23 +166,34 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def diffusers_pipeline(model: Model, img2img: bool = False):
-    """A plain diffusers pipeline on the model's own modules, with its own DDIM scheduler instance."""
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+def diffusers_pipeline(source: str, path: str, model: Model, img2img: bool = False) -> tuple[Any, str]:
+    """A plain diffusers pipeline on the same weights, loaded diffusers' own way, with a DDIM scheduler.
 
+    tiny-random is built again from its fixed seed, a folder is read with ``from_pretrained``; both are moved to
+    the engine's device and precision with no other setting (no channels-last, no compile), as a diffusers user
+    would. Any other source shares the engine's modules. Returns the pipeline and how it was loaded, in words.
+    """
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     cls = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
-    pipe = cls(
-        vae=model.vae,
-        text_encoder=model.text_encoder,
-        tokenizer=model.tokenizer,
-        unet=model.unet,
-        scheduler=DDIMScheduler.from_config(model.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    plain = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    if source == "tiny-random":
+        pipe = cls(**build_tiny_components(), **plain).to(model.device, model.dtype)
+        how = "built from tiny-random's seed"
+    elif Path(path).is_dir():
+        pipe = cls.from_pretrained(path, dtype=model.dtype, local_files_only=True, **plain).to(model.device)
+        how = f"from_pretrained(dtype={dtype_name(model.dtype)})"
+    else:
+        modules = {k: getattr(model, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+        pipe = cls(**modules, **plain)
+        how = "on the engine's own modules"
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe, f"{cls.__name__} {how}, .to({model.device.type}), DDIM"
 
 
 def save_png(image: Image.Image, path: Path) -> None:
@@ -209,20 +242,21 @@ def profile_breakdown(label: str, fn: Callable[[], object], keys: dict[str, tupl
             ),
             default=0.0,
         )
-        print(f"    {what:<50} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
+        print(f"    {what:<60} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
 
 
 # The functions the profile reports, as (a part of their file's path, their name). Nested ones overlap: the
-# U-Net forward is inside the pipeline call, the PNG encode inside the frame write.
+# U-Net forward is inside the pipeline call. cProfile sees the calling thread only: the engine's PNG encoding,
+# on its thread pool, does not appear.
 PROFILE_KEYS = {
     "U-Net forward": ("diffusers/models/unets/unet_2d_condition.py", "forward"),
     "VAE decode": ("diffusers/models/autoencoders/autoencoder_kl.py", "decode"),
     "VAE encode": ("diffusers/models/autoencoders/autoencoder_kl.py", "encode"),
     "CLIP text encoder forward": ("transformers/models/clip/modeling_clip.py", "forward"),
     "scheduler step (DDIM)": ("diffusers/schedulers/scheduling_ddim.py", "step"),
-    "PNG encode (PIL save)": ("PIL/Image.py", "save"),
+    "PNG encode (PIL save; the engine's runs on its pool, unseen)": ("PIL/Image.py", "save"),
     "os.fsync (engine: frame + folder + manifest)": ("~", "<built-in method posix.fsync>"),
-    "engine FrameStore.write (encode, fsync, manifest)": ("engine/frame_store.py", "write"),
+    "engine FrameStore.write (file, fsyncs, manifest)": ("engine/frame_store.py", "write"),
     "engine Job.frame_hashes": ("engine/job.py", "frame_hashes"),
     "diffusers encode_prompt (every call)": ("pipelines/stable_diffusion/pipeline_stable_diffusion", "encode_prompt"),
 }
@@ -257,7 +291,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="DDIM steps (20 on the CPU, 50 on CUDA)")
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--frames", type=int, help="frames per run (8 on the CPU, 16 on CUDA)")
-    parser.add_argument("--batch", default="auto", help="engine batch size; auto: 4 on the CPU, 8 on CUDA")
+    parser.add_argument("--batch", default="auto",
+                        help="engine batch size; auto: 4 on the CPU, the engine's own auto (free memory) on CUDA")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's U-Net (model.compile)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs of each")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown of one run of each")
     parser.add_argument("--no-cli", action="store_true", help="skip timing the whole python -m engine process")
@@ -268,18 +304,24 @@ def main() -> None:
     args.size = args.size or (512 if gpu else 64)
     args.steps = args.steps or (50 if gpu else 20)
     args.frames = args.frames or (16 if gpu else 8)
-    batch = (8 if gpu else 4) if args.batch == "auto" else int(args.batch)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
+    work = Path(tempfile.mkdtemp(prefix="bench-txt2img-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
 
-    model, load_s = load_bench_model(args.model, device)
-    pipe = diffusers_pipeline(model)
+    path = model_path(args.model, device, work)
+    model, load_s = load_engine_model(args.model, path, device, compile_unet=args.compile)
+    pipe, pipe_how = diffusers_pipeline(args.model, path, model)
+    if args.batch != "auto":
+        batch, batch_how = int(args.batch), ""
+    elif gpu:
+        batch, batch_how = auto_batch_size(model, args.size, args.size), " (the engine's auto, from free GPU memory)"
+    else:
+        batch, batch_how = 4, " (the CPU default here; the engine's auto is 1 off the GPU)"
     factor = model.vae_scale_factor
     a, b = noise_fields(SEED, (model.latent_channels, args.size // factor, args.size // factor))
     phases = paper_phases(args.frames)
     names = [f"frame_{i + 1:05d}.png" for i in range(args.frames)]
-    work = Path(tempfile.mkdtemp(prefix="bench-txt2img-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     def engine_run(batch_size: int) -> Callable[[int], float]:
         def run(round_: int) -> float:
@@ -319,10 +361,11 @@ def main() -> None:
           f"CFG {args.guidance:g}, prompt {PROMPT!r}, {args.frames} frames per run, median of {args.repeats} "
           f"interleaved runs")
     print(f"  on {machine(device)}")
-    print("  engine: Runner.run() on a job with no bends (what python -m engine render does after loading), "
-          "PNG + manifest line per frame, fsynced")
-    print("  diffusers: StableDiffusionPipeline(...)(prompt, latents=that frame's engine noise, output_type='pil') "
-          f"per frame, same modules, saved as PNG (compress_level {PNG_LEVEL})")
+    print(f"  engine: load_model() then Runner.run() on a job with no bends, batch {batch}{batch_how}"
+          f"{', compiled U-Net' if args.compile else ''} (what python -m engine render does), PNG-encoded on the "
+          "engine's thread pool, written with a manifest line, fsynced")
+    print(f"  diffusers: {pipe_how}; pipe(prompt, latents=that frame's engine noise, output_type='pil') per frame, "
+          f"saved as PNG (compress_level {PNG_LEVEL}) on the same thread")
     base = statistics.median(times["diffusers pipeline, 1 call per frame"])
     for name, values in times.items():
         median = statistics.median(values)
@@ -333,7 +376,7 @@ def main() -> None:
     print(f"  ratio engine (batch {batch}) / diffusers frames per second: "
           f"{base / statistics.median(times[engine_label]):.2f}x ({goal})")
     print(f"  same images: max pixel difference engine vs diffusers {difference} of 255 "
-          f"(model load/build, once, untimed: {load_s:.2f} s)")
+          f"(engine model load, once, untimed: {load_s:.2f} s)")
 
     if not args.no_cli and args.model == "tiny-random" and not gpu:
         time_cli(args, batch, model, work)
