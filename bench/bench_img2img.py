@@ -20,14 +20,10 @@ with random weights, fp16, 512x512, 50 steps (25 run per frame).
 from __future__ import annotations
 
 import argparse
-import atexit
 import io
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +34,6 @@ from bench_txt2img import (
     PNG_LEVEL,
     PROFILE_KEYS,
     PROMPT,
-    SD15_RANDOM,
     SEED,
     add_device_arguments,
     describe_model,
@@ -47,7 +42,7 @@ from bench_txt2img import (
     load_engine_model,
     machine,
     model_path,
-    pick_device,
+    prepare_run,
     profile_breakdown,
     save_png,
     sync,
@@ -79,16 +74,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown of one run of each")
     args = parser.parse_args()
-    device = pick_device(args)
-    gpu = device.type == "cuda"
-    args.model = args.model or (SD15_RANDOM if gpu else "tiny-random")
-    args.size = args.size or (512 if gpu else 64)
-    args.steps = args.steps or (50 if gpu else 20)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
-
-    work = Path(tempfile.mkdtemp(prefix="bench-img2img-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    device, work = prepare_run(args, "img2img")
     path = model_path(args.model, device, work)
     model, load_s = load_engine_model(args.model, path, device)
     pipe, pipe_how = diffusers_pipeline(args.model, path, model, img2img=True)

@@ -88,6 +88,21 @@ def pick_device(args: argparse.Namespace) -> torch.device:
     return torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")
 
 
+def prepare_run(args: argparse.Namespace, name: str) -> tuple[torch.device, Path]:
+    """Resolve the CPU/GPU defaults (model, size, steps), quiet the warnings random weights raise, and make a
+    work folder removed at exit. Shared by the model benchmarks so both compare the same setups."""
+    device = pick_device(args)
+    gpu = device.type == "cuda"
+    args.model = args.model or (SD15_RANDOM if gpu else "tiny-random")
+    args.size = args.size or (512 if gpu else 64)
+    args.steps = args.steps or (50 if gpu else 20)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return device, work
+
+
 def save_sd15_random(folder: Path, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Path:
     """Write the full SD 1.5 architecture (engine/model_configs/sd-v1) with random weights as a diffusers folder.
 
@@ -298,16 +313,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown of one run of each")
     parser.add_argument("--no-cli", action="store_true", help="skip timing the whole python -m engine process")
     args = parser.parse_args()
-    device = pick_device(args)
+    device, work = prepare_run(args, "txt2img")
     gpu = device.type == "cuda"
-    args.model = args.model or (SD15_RANDOM if gpu else "tiny-random")
-    args.size = args.size or (512 if gpu else 64)
-    args.steps = args.steps or (50 if gpu else 20)
     args.frames = args.frames or (16 if gpu else 8)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
-    work = Path(tempfile.mkdtemp(prefix="bench-txt2img-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     path = model_path(args.model, device, work)
     model, load_s = load_engine_model(args.model, path, device, compile_unet=args.compile)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.catalog import FEATURE_NAMES
 from scripts import demo
 
 demo_pictures = demo.demo_pictures  # the module demo.py draws with (imported by its own name)
@@ -146,18 +147,7 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert [Path(f).name for f in frames["files"]] == [f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)]
     assert all(Path(f).is_file() for f in frames["files"])
 
-    for feature in (
-        "rms",
-        "centroid",
-        "spread",
-        "skewness",
-        "kurtosis",
-        "flux",
-        "onset",
-        "band_low",
-        "band_mid",
-        "band_high",
-    ):
+    for feature in FEATURE_NAMES:
         assert summary["fcurves"][f"bend.audio.{feature}"] == FRAMES
     assert sum(1 for path in summary["fcurves"] if path.startswith("bend.prompts[")) == 2
 
