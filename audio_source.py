@@ -1,9 +1,13 @@
 """The sound a bake analyses, as samples aligned to the scene's frames.
 
 The engine wants float samples whose time 0 is the scene's first frame. For a sound strip, that means placing the
-strip's sound where the strip sits on the timeline: its start, its trim (only the visible part plays) and its
-volume. For the mixdown, Blender renders everything the scene plays over the frame range to a WAV, which starts
-at the first frame by construction.
+strip's sound where the strip sits on the timeline, as Blender's own mix does: its start, its hold offset and
+sound offset (where in the file it starts), its trim (only the visible part plays) and its volume. For the
+mixdown, Blender renders everything the scene plays over the frame range to a WAV, which starts at the first
+frame by construction.
+
+A bake that would analyse nothing (an empty file, a strip outside the frame range, a silent mixdown) or could
+not read a sound is refused with a message naming the strip, before any F-curve is touched.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
@@ -30,6 +34,7 @@ class SceneAudio:
     fps: float
     n_frames: int
     description: str
+    warnings: list[str] = field(default_factory=list)  # for the artist: baked, but perhaps not what was meant
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -53,6 +58,18 @@ def find_strip(scene: bpy.types.Scene, name: str) -> bpy.types.Strip:
     return strips[0]
 
 
+def is_muted(scene: bpy.types.Scene, strip: bpy.types.Strip) -> bool:
+    """Whether the strip is silent in the scene's mix: muted itself, or on a muted channel."""
+    editor = scene.sequence_editor
+    top_level = editor is not None and compat.strips(scene).get(strip.name) == strip  # a meta has its own channels
+    channel_muted = top_level and 0 <= strip.channel < len(editor.channels) and editor.channels[strip.channel].mute
+    return bool(strip.mute or channel_muted)
+
+
+def _frames_text(first: float, end: float) -> str:
+    return f"{round(first)} to {round(end) - 1}"
+
+
 def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     """The strip's sound as it plays over the scene's frame range: placed, trimmed and at its volume."""
     if strip.sound is None:
@@ -65,26 +82,52 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
         samples = samples[:, None]
+    if len(samples) == 0:
+        raise AudioSourceError(f"Sound strip {strip.name!r} is empty: {path} holds no audio")
     fps = scene_fps(scene)
     n_frames = scene.frame_end - scene.frame_start + 1
+    scene_frames = _frames_text(scene.frame_start, scene.frame_end + 1)
+    if strip.frame_final_duration <= 0:
+        raise AudioSourceError(f"Sound strip {strip.name!r} has no length left after trimming: "
+                               "pick another strip in Bend > Audio > Strip, or undo the trim")
     timeline = np.zeros((math.ceil(n_frames * rate / fps), samples.shape[1]), dtype=np.float32)
 
     def to_sample(frame: float) -> int:
         return round((frame - scene.frame_start) * rate / fps)
 
-    # The sound's first sample plays at the strip's frame_start; only frame_final_start..end is heard.
-    origin = to_sample(strip.frame_start)
-    first = max(to_sample(strip.frame_final_start), 0)
+    # The sound's first sample plays at the strip's start, less the hold offset (frames of the sound cut off the
+    # front), plus the sound offset (seconds it is delayed). Only frame_final_start..end is heard.
+    origin = to_sample(strip.frame_start - strip.animation_offset_start + compat.sound_offset_seconds(strip) * fps)
+    first = max(to_sample(strip.frame_final_start), origin, 0)
     last = min(to_sample(strip.frame_final_end), len(timeline), origin + len(samples))
-    if last > first:
-        timeline[first:last] = samples[first - origin : last - origin] * strip.volume
-    return SceneAudio(timeline, rate, fps, n_frames, f"strip {strip.name!r}")
+    if last <= first:
+        raise AudioSourceError(
+            f"Sound strip {strip.name!r} (frames {_frames_text(strip.frame_final_start, strip.frame_final_end)}) "
+            f"is not heard in the scene's frames {scene_frames}: move it, or change the scene's frame range")
+    timeline[first:last] = samples[first - origin : last - origin] * strip.volume
+    audio = SceneAudio(timeline, rate, fps, n_frames, f"strip {strip.name!r}")
+    if is_muted(scene, strip):
+        audio.warnings.append(f"Sound strip {strip.name!r} is muted: baked anyway, though it is silent in the mix "
+                              "and the exported video. Unmute it, or pick another in Bend > Audio > Strip")
+    return audio
 
 
 def mixdown_audio(scene: bpy.types.Scene) -> SceneAudio:
     """Everything the scene plays over its frame range, mixed by Blender (muted strips stay silent)."""
     fps = scene_fps(scene)
     n_frames = scene.frame_end - scene.frame_start + 1
+    heard = [s for s in sound_strips(scene) if not is_muted(scene, s)
+             and s.frame_final_start <= scene.frame_end and s.frame_final_end > scene.frame_start]
+    if not heard:
+        frames = _frames_text(scene.frame_start, scene.frame_end + 1)
+        raise AudioSourceError(f"The scene plays no sound in frames {frames}: add or unmute a sound strip there, "
+                               "or set Bend > Audio > Source to Sound Strip")
+    for strip in heard:  # Blender's mix plays an unreadable file as silence, without a word
+        path = bpy.path.abspath(strip.sound.filepath, library=strip.sound.library) if strip.sound else ""
+        try:
+            compat.probe_sound(path)
+        except Exception as exc:
+            raise AudioSourceError(f"Could not read the sound of strip {strip.name!r} ({path}): {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="bend-mixdown-") as folder:
         path = os.path.join(folder, "mixdown.wav")
         with bpy.context.temp_override(scene=scene):

@@ -7,6 +7,7 @@
 | FFmpeg output | ``file_format = 'FFMPEG'`` | same | ``media_type = 'VIDEO'`` first |
 | ``aud`` in the PyPI bpy module | absent | present | present |
 | ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same |
+| a sound strip's ``sound_offset`` | absent | present | present |
 
 Nothing else in the extension checks a version or probes for one of these attributes.
 """
@@ -107,10 +108,26 @@ def restore_video_output(render: bpy.types.RenderSettings, state: dict[str, obje
     settings.file_format = state["file_format"]
 
 
+def sound_offset_seconds(strip: bpy.types.Strip) -> float:
+    """How much later than the strip's start its sound plays, in seconds (4.5+; 4.2 has no such setting)."""
+    return float(getattr(strip, "sound_offset", 0.0))
+
+
+def probe_sound(path: str) -> tuple[int, int]:
+    """The rate and channel count of a sound file, without decoding it; raises if Blender cannot read it."""
+    if aud is None:
+        raise RuntimeError("this Blender was built without audio support (Audaspace)")
+    # Reading the specs opens the file and raises a Python exception when that fails. Calling data() on a Sound
+    # that was never opened this way aborts the whole process instead (an uncaught C++ exception in aud), which
+    # is why decode_sound reads the specs first too.
+    rate, channels = aud.Sound(path).specs
+    return int(rate), int(channels)
+
+
 def decode_sound(path: str) -> tuple[object, int]:
     """Float32 samples ``(n, channels)`` and the rate of any file Blender can play (video files included)."""
     if aud is None:
         raise RuntimeError("this Blender was built without audio support (Audaspace)")
     sound = aud.Sound(path)
-    rate = int(sound.specs[0])
+    rate = int(sound.specs[0])  # before data(): see probe_sound
     return sound.data(), rate

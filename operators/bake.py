@@ -11,8 +11,12 @@ from ..engine.catalog import FEATURE_NAMES
 from ..engine.errors import AudioError
 
 
-def bake(scene: bpy.types.Scene) -> str:
-    """Analyse the chosen sound and (re)write every feature's F-curve; returns what was baked, for the report."""
+def bake(scene: bpy.types.Scene) -> tuple[str, list[str]]:
+    """Analyse the chosen sound and (re)write every feature's F-curve; returns what was baked and any warnings.
+
+    Everything that can fail happens before the first F-curve is written, so a refused bake leaves the previous
+    one as it was.
+    """
     settings = scene.bend.audio_bake
     try:
         from ..engine.features import FeatureSettings, compute_features
@@ -36,7 +40,7 @@ def bake(scene: bpy.types.Scene) -> str:
     frames = range(scene.frame_start, scene.frame_end + 1)
     for name in FEATURE_NAMES:
         write_keys(scene, f"bend.audio.{name}", frames, values[name])
-    return f"Baked {len(FEATURE_NAMES)} features over {audio.n_frames} frames from {audio.description}"
+    return f"Baked {len(FEATURE_NAMES)} features over {audio.n_frames} frames from {audio.description}", audio.warnings
 
 
 class BEND_OT_bake_audio(bpy.types.Operator):
@@ -52,13 +56,15 @@ class BEND_OT_bake_audio(bpy.types.Operator):
             return {"CANCELLED"}
         started = time.perf_counter()
         try:
-            message = bake(context.scene)
+            message, warnings = bake(context.scene)
         except AudioSourceError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         except AudioError as exc:
             self.report({"ERROR"}, f"Audio analysis failed: {exc}")
             return {"CANCELLED"}
+        for warning in warnings:
+            self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"{message} in {time.perf_counter() - started:.2f} s")
         return {"FINISHED"}
 

@@ -92,7 +92,9 @@ class FrameStrip:
         first = frame_file_name(scene.frame_start)
         existing = strips.get(scene.name)
         if existing is not None:
-            same = (existing.type == "IMAGE" and Path(bpy.path.abspath(existing.directory)) == self.folder
+            # Resolved: "Make Paths Relative" turns a folder elsewhere into "//../..", which is the same folder.
+            folder = Path(bpy.path.abspath(existing.directory)).resolve() if existing.type == "IMAGE" else None
+            same = (folder == self.folder.resolve()
                     and round(existing.frame_start) == scene.frame_start and existing.elements[0].filename == first)
             if same:
                 return existing
