@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .bends import Bend, check_params, validate_bend
@@ -25,7 +25,7 @@ from .catalog import JOB_FORMAT, JOB_VERSION, MODES, OPERATORS, PRECISIONS, UNET
 from .errors import BendError, EngineError, JobError
 from .noise import paper_phases
 from .selection import Selection
-from .stack import PlacedBend, Placement
+from .stack import NONFINITE_MODES, PlacedBend, Placement
 
 _MISSING = object()
 
@@ -72,6 +72,7 @@ class Job:
     frames: tuple[FrameSpec, ...]
     output_folder: Path
     fps: float | None = None  # informational: the video's frame rate, for tools that assemble the frames
+    nonfinite: str = "error"  # what a NaN or inf after a bend does: "error" or "clamp" (see stack.py)
 
     def frame_seed(self, index: int) -> int:
         """The paper's seeds: the noise seed for every text-to-image frame, seed + i for img2img frame i."""
@@ -92,6 +93,9 @@ class Job:
             "img2img_prompt": self.img2img_prompt,
             "init_image": _file_fingerprint(self.init_image) if self.init_image else None,
             "bends": [_placed_bend_record(p) for p in self.bends],
+            # Only clamping can change pixels ("error" renders a frame as-is or not at all): leaving the default
+            # out keeps the hashes, and so the resumability, of renders made before the option existed.
+            **({"nonfinite": self.nonfinite} if self.nonfinite != "error" else {}),
         }
 
     def frame_hashes(self) -> list[str]:
@@ -317,7 +321,7 @@ def _parse_frames(
         strength = fields.get("strength", "float", 0.5,
                               lambda v: None if 0.0 <= v <= 1.0 else "must be between 0 and 1")
         values = fields.child("bends", {})
-        params = {b.name: values.get(b.name, "float") for b in param_bends}
+        params = {b.name: _frame_param(values, b.name, number) for b in param_bends}
         values.finish()
         fields.finish()
         frames.append(FrameSpec(frame=number, prompt_weights=weights, phase=phase, strength=strength, params=params))
@@ -327,6 +331,36 @@ def _parse_frames(
         except BendError as exc:
             raise JobError(f"frames: {exc}") from exc
     return tuple(frames)
+
+
+def _frame_param(values: _Fields, name: str, frame: int) -> float:
+    """One bend parameter of a frame; an error names the bend and the frame number, not only the list index."""
+    try:
+        return values.get(name, "float")
+    except JobError as exc:
+        where = values.path(name)
+        raise JobError(f"{where}: bend {name!r} at frame {frame}{str(exc).removeprefix(where)}") from None
+
+
+def _output_folder(base: Path, folder: str, where: str) -> Path:
+    """The job's output folder: its own folder or one beneath it, so a job file cannot write anywhere else.
+
+    Absolute paths, ``..`` that climbs out and symlinks that lead out are refused; the Blender side writes the job
+    into its output folder with ``"folder": "."``. Both path flavours are checked, since a job may come from
+    another system.
+    """
+    if PurePosixPath(folder).is_absolute() or PureWindowsPath(folder).anchor:
+        raise JobError(f"{where}: must be a path relative to the job file's folder, got {folder!r}; put the job file "
+                       "in the output folder (or above it) instead")
+    try:
+        root = base.resolve()
+        target = (root / folder).resolve()  # follows symlinks, so a link that points out is caught too
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise JobError(f"{where}: cannot use {folder!r} as a folder ({exc})") from exc
+    if target != root and root not in target.parents:
+        raise JobError(f"{where}: {folder!r} leads outside the job file's folder {root}; a job may only write into "
+                       "its own folder or beneath it")
+    return target
 
 
 def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
@@ -348,6 +382,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
     seed = top.get("seed", "int", 46, lambda v: None if 0 <= v < 2**63 else "must be between 0 and 2^63")
     batch_size = top.get("batch_size", "int", 1, lambda v: None if 0 <= v <= 256 else "must be 0 (auto) to 256")
     fps = top.get("fps", "float", None, _positive)
+    nonfinite = top.get("nonfinite", "str", "error", _one_of(NONFINITE_MODES))
     prompts = top.get("prompts", "list", [""])
     if not prompts:
         raise JobError("prompts: at least one prompt is required (it may be empty)")
@@ -369,7 +404,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
     )
     frames = _parse_frames(top.get("frames", "list"), prompts, bends, mode)
     output = top.child("output", {})
-    folder = output.get("folder", "str", ".")
+    folder = _output_folder(base, output.get("folder", "str", "."), output.path("folder"))
     output.finish()
     top.finish()
     return Job(
@@ -388,24 +423,30 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
         init_image=init_path,
         bends=bends,
         frames=frames,
-        output_folder=(base / folder).resolve(),
+        output_folder=folder,
         fps=fps,
+        nonfinite=nonfinite,
     )
 
 
-def load_job(path: str | os.PathLike) -> Job:
-    """Read and validate a job file."""
-    path = Path(path)
+def read_job_document(path: Path) -> Any:
+    """The decoded JSON of a job file, or a JobError saying why it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise JobError(f"{path}: no such job file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable text, or a NUL in the path
         raise JobError(f"{path}: cannot read the job file: {exc}") from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise JobError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+
+
+def load_job(path: str | os.PathLike, document: Any = _MISSING) -> Job:
+    """Read and validate a job file (``document``: its contents, when the caller has already read them)."""
+    path = Path(path)
+    data = read_job_document(path) if document is _MISSING else document
     try:
         return parse_job(data, path.parent)
     except EngineError:

@@ -12,6 +12,7 @@ order.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ import torch
 
 from .bends import ParamBatch
 from .conditioning import PromptBank
-from .errors import BendError, JobError
+from .errors import BendError, EngineError, JobError
 from .events import EventStream
 from .frame_store import FrameStore, encode_png
 from .job import FrameSpec, Job, frame_record
@@ -31,6 +32,9 @@ from .models import VAE_TILING_PIXELS, Model, auto_batch_size, load_model
 from .noise import circular_walk, noise_fields
 from .sampler import BentSampler
 from .stack import BendStack
+
+# torch 2.x: torch.OutOfMemoryError, with torch.cuda.OutOfMemoryError an alias of it.
+_OUT_OF_MEMORY: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 # PNG encoding (zlib releases the GIL) runs beside the sampler so the GPU never waits on disk. Frames are still
 # written and recorded in render order; a bounded queue keeps memory flat on long renders.
@@ -43,6 +47,23 @@ class RunSummary:
     rendered: list[int]
     skipped: list[int]
     seconds: float
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, host memory running out, or the plain RuntimeError that MPS raises for the same."""
+    if isinstance(exc, (_OUT_OF_MEMORY, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _memory_detail(exc: BaseException) -> str:
+    """The useful start of an allocator's message (CUDA's runs on into a paragraph of tuning advice)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    first = text.split(". ")[0].rstrip(".")
+    allocation = re.search(r"Tried to allocate [0-9.]+ [KMGT]?i?B", text)
+    if allocation is None or allocation.group(0) in first:
+        return first
+    return f"{first}; t{allocation.group(0)[1:]}"
 
 
 def parse_frame_range(text: str) -> tuple[int, int]:
@@ -79,9 +100,14 @@ class Runner:
         self.should_stop = should_stop
         self.store = FrameStore(job.output_folder)
         self._model = model
-        self._stack = BendStack(job.bends)
+        self._stack = BendStack(job.bends, job.nonfinite)
         self._pending: deque[tuple[int, Future, str, float]] = deque()
         self._rendered: list[int] = []
+
+    @property
+    def model(self) -> Model | None:
+        """The model this runner rendered with (None while nothing needed rendering), for reuse by the next job."""
+        return self._model
 
     def run(self, frame_range: tuple[int, int] | None = None) -> RunSummary:
         started = time.perf_counter()
@@ -107,13 +133,26 @@ class Runner:
             with ThreadPoolExecutor(max_workers=PNG_WORKERS, thread_name_prefix="png") as self._encoder:
                 try:
                     render(todo, hashes)
-                finally:  # also when stopped or failing: every frame rendered so far is written and recorded
-                    self._commit(wait=True)
+                except BaseException:
+                    self._commit_what_remains()  # stopped or failing: every frame rendered so far is kept
+                    raise
+                self._commit(wait=True)
         seconds = time.perf_counter() - started
         self.events.emit("done", rendered=len(self._rendered), skipped=len(skipped), seconds=round(seconds, 3))
         return RunSummary(rendered=self._rendered, skipped=skipped, seconds=seconds)
 
     def _prepare_model(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise EngineError(
+                f"out of memory loading the model ({_memory_detail(exc)}): use \"memory\": \"low\" in the job's "
+                "model (in Blender: Preferences > Memory: Low), or a smaller model"
+            ) from exc
+
+    def _load(self) -> None:
         job = self.job
         started = time.perf_counter()
         if self._model is None:
@@ -168,6 +207,15 @@ class Runner:
         self._pending.append((index, self._encoder.submit(encode_png, image), frame_hash, seconds))
         self._commit(wait=len(self._pending) > MAX_PENDING_FRAMES)
 
+    def _commit_what_remains(self) -> None:
+        """Write every frame still queued, when a render stops or fails; a write error here (the disk filled up
+        after the real error) must not hide the error that ended the render, so it only loses that one frame."""
+        while self._pending:
+            try:
+                self._commit(wait=True)
+            except EngineError:
+                continue
+
     def _commit(self, wait: bool) -> None:
         """Write encoded frames in order (files, manifest lines, events); ``wait`` also drains the queue."""
         while self._pending and (wait or self._pending[0][1].done()):
@@ -197,12 +245,31 @@ class Runner:
         return self.sampler.txt2img(noise, cond, self._params(frames), seed=self.job.noise_seed)
 
     def _bent(self, frames: Sequence[FrameSpec], make_latents: Callable[..., torch.Tensor], *args) -> np.ndarray:
-        """Run the sampler, naming the frames in any bend error raised mid-render."""
+        """Run the sampler, naming the frames in any bend error or out-of-memory error raised mid-render."""
+        numbers = ", ".join(str(f.frame) for f in frames)
         try:
             return self.sampler.decode(make_latents(*args))
         except BendError as exc:
-            numbers = ", ".join(str(f.frame) for f in frames)
             raise BendError(f"frame {numbers}: {exc}") from exc
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise EngineError(f"frame {numbers}: {self._memory_advice(exc, len(frames))}") from exc
+
+    def _memory_advice(self, exc: BaseException, batch: int) -> str:
+        """What to change after running out of memory: the batch first (it costs no quality), then size, then mode."""
+        job = self.job
+        fixes = []
+        if batch > 1:
+            half = f"{batch // 2}, or 1" if batch >= 4 else "1"
+            fixes.append(f"a smaller batch size (batch_size is {batch}; try {half})")
+        fixes.append(f"a smaller output size (now {job.width}×{job.height})")
+        if job.model.memory != "low":
+            fixes.append('"memory": "low" in the job\'s model (in Blender: Preferences > Memory: Low)')
+        return (
+            f"out of memory on {self._model.device if self._model else 'the device'} ({_memory_detail(exc)}); "
+            f"render with {', or '.join(fixes)}. Finished frames are kept: render again to resume"
+        )
 
     def _check_chain(self, todo: Sequence[int]) -> None:
         first = todo[0]

@@ -13,6 +13,12 @@ U-Net bends are forward hooks on named modules (``conv_in``, ``down_blocks.N``, 
 ``conv_out``), active for steps ``step_start <= step < step_end``. A hook replaces the module's output (for the
 down blocks, the hidden state passed on to the next block; their skip connections are left as they were).
 Hooks are registered only for the duration of a render and only when a U-Net bend exists: no bend, no hook.
+
+A bend can push values past what the dtype holds (a large multiply overflows to inf, and inf − inf later is NaN),
+which would silently decode to a black or garbage frame. So every applied bend's result is checked with one
+``isfinite`` reduction. ``nonfinite="error"`` (the default) raises a BendError naming the bend;
+``nonfinite="clamp"`` repairs the tensor per sample: NaN becomes 0, +inf the largest finite value of that sample
+and −inf its smallest (0 when the sample has none), so an overflowing bend saturates instead of failing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import torch
 
 from .bends import Bend, ParamBatch, apply_bend
 from .errors import BendError
+
+NONFINITE_MODES = ("error", "clamp")
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,10 @@ class HookState:
 class BendStack:
     """The job's bends in order, indexed by where they apply."""
 
-    def __init__(self, placed: Sequence[PlacedBend]) -> None:
+    def __init__(self, placed: Sequence[PlacedBend], nonfinite: str = "error") -> None:
+        if nonfinite not in NONFINITE_MODES:
+            raise BendError(f"nonfinite: must be one of {', '.join(NONFINITE_MODES)}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
         self.placed = list(placed)
         self.latent = [p for p in self.placed if p.placement.latent_layer is not None]
         self.unet = [p for p in self.placed if p.placement.unet_target is not None]
@@ -75,7 +86,7 @@ class BendStack:
         self, layer: int, steps_run: int, x: torch.Tensor, params: Mapping[str, ParamBatch]
     ) -> torch.Tensor:
         for bend in self.latent_bends(layer, steps_run):
-            x = apply_bend(bend, x, params[bend.name])
+            x = finite(apply_bend(bend, x, params[bend.name]), bend, "the latent", self.nonfinite)
         return x
 
     @contextmanager
@@ -85,7 +96,7 @@ class BendStack:
         try:
             for placed in self.unet:
                 module = _find_module(unet, placed)
-                handles.append(module.register_forward_hook(_make_hook(placed, state)))
+                handles.append(module.register_forward_hook(_make_hook(placed, state, self.nonfinite)))
             yield
         finally:
             for handle in handles:
@@ -105,15 +116,34 @@ def _find_module(unet: torch.nn.Module, placed: PlacedBend) -> torch.nn.Module:
         ) from exc
 
 
-def _make_hook(placed: PlacedBend, state: HookState):
+def finite(x: torch.Tensor, bend: Bend, what: str, mode: str) -> torch.Tensor:
+    """``x`` as a bend left it, checked for NaN and inf: an error naming the bend, or clamped (``mode``)."""
+    ok = torch.isfinite(x)
+    if bool(ok.all()):  # the one host sync per applied bend; the repair below runs only when it is needed
+        return x
+    if mode == "error":
+        raise BendError(
+            f"bend {bend.name!r} ({bend.op}) made {what} non-finite (NaN or infinity); use a smaller parameter, "
+            'or set "nonfinite": "clamp" in the job to saturate such values instead'
+        )
+    # Per sample, so a frame's result never depends on which frames share its batch
+    dims = tuple(range(1, x.dim()))
+    low = torch.where(ok, x, torch.inf).amin(dim=dims, keepdim=True)
+    high = torch.where(ok, x, -torch.inf).amax(dim=dims, keepdim=True)
+    low, high = torch.where(low.isfinite(), low, 0.0), torch.where(high.isfinite(), high, 0.0)
+    return torch.where(ok, x, torch.where(x.isnan(), 0.0, torch.where(x > 0, high, low))).to(x.dtype)
+
+
+def _make_hook(placed: PlacedBend, state: HookState, nonfinite: str):
     bend, placement = placed.bend, placed.placement
+    what = f"the output of {placement.unet_target}"
 
     def hook(module: torch.nn.Module, inputs: tuple, output):
         if not placement.active_at(state.step):
             return None
         params = state.params[bend.name]
         if isinstance(output, tuple):
-            return (apply_bend(bend, output[0], params), *output[1:])
-        return apply_bend(bend, output, params)
+            return (finite(apply_bend(bend, output[0], params), bend, what, nonfinite), *output[1:])
+        return finite(apply_bend(bend, output, params), bend, what, nonfinite)
 
     return hook

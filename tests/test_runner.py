@@ -12,7 +12,7 @@ from PIL import Image
 
 from engine.errors import EngineError, JobError, RenderCancelled
 from engine.events import EventStream
-from engine.frame_store import MANIFEST_NAME, TEMP_PREFIX
+from engine.frame_store import MANIFEST_NAME, TEMP_PREFIX, temp_name
 from engine.job import parse_job
 from engine.runner import Runner, parse_frame_range
 
@@ -129,7 +129,7 @@ def test_a_torn_manifest_line_and_stale_temporaries_are_harmless(tmp_path, tiny_
     _run(tmp_path, doc, tiny_model)
     with open(tmp_path / MANIFEST_NAME, "a") as f:
         f.write('{"frame": 2, "hash": "abc')
-    (tmp_path / f"{TEMP_PREFIX}frame_00002.png").write_bytes(b"\x89PNG half")
+    (tmp_path / temp_name("frame_00002.png")).write_bytes(b"\x89PNG half")  # this pid's, from an earlier run
     summary, _ = _run(tmp_path, doc, tiny_model)
     assert summary.skipped == [1, 2]
     assert not list(tmp_path.glob(f"{TEMP_PREFIX}*"))
