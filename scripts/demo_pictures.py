@@ -11,30 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from engine.contact_sheet import BACKGROUND, GRID, INK, font, text_size
 
 WIDTH = 1200
-BACKGROUND = (250, 250, 248)
-INK = (30, 30, 30)
-GRID = (222, 222, 218)
 MUTED = (110, 110, 110)
 # Colour-blind-safe (Okabe-Ito) line colours.
 PALETTE = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233)]
-
-
-def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's built-in font at ``size`` pixels (a scalable one when Pillow has FreeType).
-
-    It has Latin letters and punctuation but no maths (×, π, →): labels spell those out."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def text_size(draw: ImageDraw.ImageDraw, text: str, typeface: ImageFont.ImageFont) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=typeface)
-    return right - left, bottom - top
 
 
 def nice_step(span: float, target: int) -> float:
