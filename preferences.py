@@ -2,7 +2,7 @@
 
 # No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from .engine.catalog import PRECISIONS
 
@@ -41,6 +41,11 @@ class BendPreferences(bpy.types.AddonPreferences):
         name="Compile U-Net",
         description="torch.compile the U-Net: faster frames after a slow first one; worth it for long renders",
     )
+    preview_idle_minutes: FloatProperty(
+        name="Release Preview After",
+        description="Minutes without a preview before the preview process exits and frees the GPU",
+        default=5.0, min=0.0, soft_max=60.0,
+    )
     engine_python: StringProperty(
         name="Engine Python",
         description="Python that runs the engine; empty: Blender's own, with the installed dependencies",
@@ -60,6 +65,7 @@ class BendPreferences(bpy.types.AddonPreferences):
         row.prop(self, "compile_unet")
         layout.prop(self, "allow_download")
         layout.prop(self, "trust_pickle")
+        layout.prop(self, "preview_idle_minutes")
         layout.prop(self, "engine_python")
         draw_dependencies(layout, context)
 

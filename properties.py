@@ -199,6 +199,29 @@ class BendBakeSettings(bpy.types.PropertyGroup):
                            soft_max=2.0, unit="TIME_ABSOLUTE")
 
 
+class BendPreviewSettings(bpy.types.PropertyGroup):
+    steps: IntProperty(name="Steps", description="Sampling steps of a preview; 0: the render's", default=20, min=0,
+                       max=1000)
+    scale: IntProperty(name="Size", description="Preview size, as a percentage of the render size", default=50,
+                       min=5, max=100, subtype="PERCENTAGE")
+    compare: BoolProperty(name="Show Unbent", description="Show the frame without bends beside the bent one")
+
+
+class BendSweepSettings(bpy.types.PropertyGroup):
+    value_start: FloatProperty(name="From", description="The bend parameter in the first column", default=0.0)
+    value_end: FloatProperty(name="To", description="The bend parameter in the last column (or just past it)",
+                             default=6.283185307179586)
+    columns: IntProperty(name="Columns", description="How many parameter values", default=8, min=1, max=64)
+    include_end: BoolProperty(
+        name="Include To", description="End the columns at To; off: stop one step short (for angles: 0..2π)",
+        default=False,
+    )
+    layers: StringProperty(
+        name="Layers", description="One row per layer: latent layers (steps) or U-Net targets, comma-separated",
+        default="0, 10, 20, 30, 40, 49",
+    )
+
+
 class BendSettings(bpy.types.PropertyGroup):
     model_source: StringProperty(
         name="Model",
@@ -257,9 +280,12 @@ class BendSettings(bpy.types.PropertyGroup):
     )
     audio: PointerProperty(type=BendAudioFeatures)
     audio_bake: PointerProperty(type=BendBakeSettings)
+    preview: PointerProperty(type=BendPreviewSettings)
+    sweep: PointerProperty(type=BendSweepSettings)
 
 
-CLASSES = (BendPrompt, BendItem, BendAudioFeatures, BendBakeSettings, BendSettings)
+CLASSES = (BendPrompt, BendItem, BendAudioFeatures, BendBakeSettings, BendPreviewSettings, BendSweepSettings,
+           BendSettings)
 
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)

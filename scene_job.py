@@ -78,8 +78,11 @@ def _bend_record(bend) -> dict[str, object]:
     return record
 
 
-def build_job(scene: bpy.types.Scene, prefs) -> dict[str, object]:
-    """The job document for every frame of the scene's range (frame ranges are chosen when rendering)."""
+def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[str, object]:
+    """The job document for every frame of the scene's range (frame ranges are chosen when rendering).
+
+    ``only`` evaluates just those frames of the range (a preview or a sweep needs one); the noise walk still
+    loops over the whole range, so a frame gets the same record either way."""
     settings = scene.bend
     width, height = output_size(scene)
     bends = [b for b in settings.bends if b.enabled]
@@ -94,7 +97,10 @@ def build_job(scene: bpy.types.Scene, prefs) -> dict[str, object]:
     frames = []
     current = scene.frame_current
     try:
-        for frame in range(first, last + 1):
+        for frame in range(first, last + 1) if only is None else only:
+            if not first <= frame <= last:
+                raise SceneJobError(f"Frame {frame} is outside the scene's range {first}-{last}: go to a frame "
+                                    "within it")
             scene.frame_set(frame)
             weights = [p.weight for p in prompts] if prompts else [1.0]
             if not sum(weights) > 0:
@@ -139,12 +145,12 @@ def build_job(scene: bpy.types.Scene, prefs) -> dict[str, object]:
     }
 
 
-def write_job(document: dict[str, object], folder: Path) -> Path:
+def write_job(document: dict[str, object], folder: Path, name: str = JOB_NAME) -> Path:
     """Write the job next to its frames, atomically, so a crash never leaves half a job file."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / JOB_NAME
-        temp = folder / f".{JOB_NAME}.partial"
+        path = folder / name
+        temp = folder / f".{name}.{os.getpid()}.partial"  # per process: farm workers share the folder
         temp.write_text(json.dumps(document, indent=1), encoding="utf-8")
         os.replace(temp, path)
     except OSError as exc:

@@ -11,12 +11,7 @@ between denoising steps, keeping every finished frame. Called from a script or w
 and prints progress.
 """
 
-import os
-import queue
-import subprocess
 import sys
-import threading
-from collections import deque
 from pathlib import Path
 
 import bpy
@@ -25,58 +20,9 @@ from bpy.props import IntProperty
 from .. import compat, dependencies, preferences
 from ..audio_source import sound_strips
 from ..engine.frame_store import FrameStore, frame_file_name
+from ..engine_process import EXIT_STOPPED, EngineProcess
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
-
-EXTENSION_ROOT = Path(__file__).resolve().parents[1]
-EXIT_STOPPED = 130
-
-
-class EngineProcess:
-    """``python -m engine render JOB`` in a child process; its events are read on a thread, never blocking."""
-
-    def __init__(self, job_path: Path, frame_range: tuple[int, int] | None, python: str) -> None:
-        command = [python, "-m", "engine", "render", str(job_path)]
-        if frame_range is not None:
-            command += ["--frames", f"{frame_range[0]}-{frame_range[1]}"]
-        env = dict(os.environ, PYTHONNOUSERSITE="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(EXTENSION_ROOT), str(dependencies.site_packages())])
-        self.process = subprocess.Popen(
-            command, cwd=EXTENSION_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-        )
-        self.events: queue.Queue = queue.Queue()
-        self.stderr_tail: deque[str] = deque(maxlen=40)
-        self._readers = [
-            threading.Thread(target=self._read_events, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_events(self) -> None:
-        import json
-
-        for line in self.process.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                self.stderr_tail.append(line.rstrip())
-        self.events.put(None)  # end of stream
-
-    def _read_stderr(self) -> None:
-        for line in self.process.stderr:
-            self.stderr_tail.append(line.rstrip())
-
-    def stop(self) -> None:
-        """Ask the engine to stop after the current denoising step (it keeps finished frames)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-
-    def wait(self) -> int:
-        code = self.process.wait()
-        for reader in self._readers:
-            reader.join(timeout=5)
-        return code
+from .engine_run import EngineRun
 
 
 class FrameStrip:
@@ -168,12 +114,15 @@ class RenderSession:
             self.error = event["message"]
         return None
 
+    def status(self) -> str:
+        return f"Bend: {self.done}/{self.todo} frames ({self.fraction:.0%})"
+
     def _existing_frames(self) -> list[int]:
         return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("frame_*.png") if p.stem[6:].isdigit())
 
     def outcome(self, code: int) -> tuple[str, str]:
         """The report level and message for the finished process (which has exited: its leftovers can go)."""
-        FrameStore(self.folder).remove_temporaries()
+        FrameStore(self.folder).remove_temporaries(pid=self.process.process.pid)
         if code == 0:
             return "INFO", f"Rendered {self.done} frames ({self.skipped} already done) into {self.folder}"
         if code == EXIT_STOPPED:
@@ -183,11 +132,10 @@ class RenderSession:
         if code < 0:
             return "ERROR", (f"The render process was killed (signal {-code}), perhaps out of memory: try a smaller "
                              f"Batch Size or output size. {self.done} new frames are kept; render again to resume")
-        tail = next((line for line in reversed(self.process.stderr_tail) if line.strip()), "")
-        return "ERROR", f"The render process failed (exit code {code}): {tail}"
+        return "ERROR", f"The render process failed (exit code {code}): {self.process.last_error_line()}"
 
 
-class BEND_OT_render(bpy.types.Operator):
+class BEND_OT_render(EngineRun, bpy.types.Operator):
     """Render the scene with the bent Stable Diffusion pipeline into an image strip in the Sequencer"""
 
     bl_idname = "bend.render"
@@ -196,15 +144,9 @@ class BEND_OT_render(bpy.types.Operator):
     frame_start: IntProperty(name="Start", description="First frame to render; -1: the scene's start", default=-1)
     frame_end: IntProperty(name="End", description="Last frame to render; -1: the scene's end", default=-1)
 
-    _session: RenderSession | None = None
-    _timer = None
-
     def _start(self, context: bpy.types.Context) -> RenderSession:
         scene = context.scene
-        missing = dependencies.missing() if not preferences.get(context).engine_python else []
-        if missing:
-            raise SceneJobError(f"The engine's dependencies are missing ({', '.join(missing)}): install them in "
-                                "Preferences > Extensions > Diffusion Bender")
+        check_dependencies(context)
         first = scene.frame_start if self.frame_start < 0 else self.frame_start
         last = scene.frame_end if self.frame_end < 0 else self.frame_end
         if not scene.frame_start <= first <= last <= scene.frame_end:
@@ -212,77 +154,23 @@ class BEND_OT_render(bpy.types.Operator):
                                 f"{scene.frame_start}-{scene.frame_end}: set Start and End within it")
         folder = output_folder(scene)
         job_path = write_job(build_job(scene, preferences.get(context)), folder)
-        whole = (first, last) == (scene.frame_start, scene.frame_end)
-        python = bpy.path.abspath(preferences.get(context).engine_python) or sys.executable
-        process = EngineProcess(job_path, None if whole else (first, last), python)
-        return RenderSession(scene, folder, process)
+        arguments = ["render", str(job_path)]
+        if (first, last) != (scene.frame_start, scene.frame_end):
+            arguments += ["--frames", f"{first}-{last}"]
+        return RenderSession(scene, folder, EngineProcess(arguments, engine_python(context)))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        """Blocking: for scripts and background mode (``blender -b``)."""
-        try:
-            session = self._start(context)
-        except SceneJobError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        try:
-            while not session.finished:
-                line = session.handle(session.process.events.get())
-                if line:
-                    print(line, flush=True)
-        except BaseException:  # Ctrl+C, or a bug here: never leave the engine running on its own
-            session.process.stop()
-            session.process.wait()
-            raise
-        return self._finish(session, session.process.wait())
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        try:
-            self._session = self._start(context)
-        except SceneJobError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.progress_begin(0, 1000)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+def check_dependencies(context: bpy.types.Context) -> None:
+    """Refuse early, naming the fix, when the engine could not import its dependencies."""
+    missing = dependencies.missing() if not preferences.get(context).engine_python else []
+    if missing:
+        raise SceneJobError(f"The engine's dependencies are missing ({', '.join(missing)}): install them in "
+                            "Preferences > Extensions > Diffusion Bender")
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        session = self._session
-        if event.type == "ESC" and event.value == "PRESS":
-            session.process.stop()
-            context.workspace.status_text_set("Bend: stopping after the current step...")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        while True:
-            try:
-                session.handle(session.process.events.get_nowait())
-            except queue.Empty:
-                break
-        context.window_manager.progress_update(int(session.fraction * 1000))
-        if context.workspace is not None:
-            context.workspace.status_text_set(
-                f"Bend: {session.done}/{session.todo} frames ({session.fraction:.0%}) — Esc to stop")
-        if not session.finished:
-            return {"RUNNING_MODAL"}
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        return self._finish(session, session.process.wait())
 
-    def _finish(self, session: RenderSession, code: int) -> set[str]:
-        level, message = session.outcome(code)
-        for warning in session.warnings:
-            self.report({"WARNING"}, warning)
-        if level == "ERROR" and bpy.app.background:
-            print(f"Bend: {message}", file=sys.stderr, flush=True)
-        self.report({level}, message)
-        return {"FINISHED"} if code == 0 else {"CANCELLED"}
+def engine_python(context: bpy.types.Context) -> str:
+    """The Python that runs the engine: the preference, or Blender's own."""
+    return bpy.path.abspath(preferences.get(context).engine_python) or sys.executable
 
 
 def _menu(self: bpy.types.Menu, context: bpy.types.Context) -> None:

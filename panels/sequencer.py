@@ -221,6 +221,40 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
 
 
+def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.bend.preview
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    col = layout.column(align=True)
+    col.prop(settings, "steps")
+    col.prop(settings, "scale")
+    layout.prop(settings, "compare")
+    row = layout.row(align=True)
+    row.scale_y = 1.3
+    row.operator("bend.preview_frame", text=f"Preview Frame {context.scene.frame_current}", icon="IMAGE_DATA")
+    row.operator("bend.preview_release", text="Release GPU", icon="X")
+
+
+def draw_sweep(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Bend > Sweep: the active bend's parameter × layers, as the paper's figure grids."""
+    settings = context.scene.bend
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    if not 0 <= settings.bend_index < len(settings.bends):
+        layout.label(text="Add a bend to sweep it")
+        return
+    bend = settings.bends[settings.bend_index]
+    sweep = settings.sweep
+    if OPERATORS[bend.op].takes_param:
+        col = layout.column(align=True)
+        col.prop(sweep, "value_start")
+        col.prop(sweep, "value_end")
+        col.prop(sweep, "columns")
+        col.prop(sweep, "include_end")
+    layout.prop(sweep, "layers")
+    layout.operator("bend.sweep", text=f"Sweep {bend.name}", icon="IMGDISPLAY")
+
+
 def draw_render(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     scene = context.scene
     settings = scene.bend
@@ -279,16 +313,33 @@ class BEND_PT_bends(_SequencerPanel, bpy.types.Panel):
         draw_bends(self.layout, context)
 
 
+class BEND_PT_sweep(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Sweep"
+    bl_order = 4
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        draw_sweep(self.layout, context)
+
+
+class BEND_PT_preview(_SequencerPanel, bpy.types.Panel):
+    bl_label = "Preview"
+    bl_order = 5
+
+    def draw(self, context):
+        draw_preview(self.layout, context)
+
+
 class BEND_PT_render(_SequencerPanel, bpy.types.Panel):
     bl_label = "Render"
-    bl_order = 4
+    bl_order = 6
 
     def draw(self, context):
         draw_render(self.layout, context)
 
 
 CLASSES = (BEND_UL_prompts, BEND_UL_bends, BEND_PT_model, BEND_PT_prompts, BEND_PT_audio, BEND_PT_bends,
-           BEND_PT_render)
+           BEND_PT_sweep, BEND_PT_preview, BEND_PT_render)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

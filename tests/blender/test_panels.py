@@ -409,7 +409,7 @@ def test_recorder_tracks_inherited_state(scene):
 
 def test_sequencer_panels_in_order():
     seq = module("panels.sequencer")
-    expected = ["Model", "Prompts", "Audio", "Bends", "Render"]
+    expected = ["Model", "Prompts", "Audio", "Bends", "Sweep", "Preview", "Render"]
     panels = sorted((c for c in panel_classes() if c.bl_space_type == "SEQUENCE_EDITOR"), key=lambda c: c.bl_order)
     assert [c.bl_label for c in panels] == expected
     for cls in panels:
@@ -510,7 +510,7 @@ def test_preferences_draw(scene, deps):
         layout = RecordingLayout()
         ext().preferences.BendPreferences.draw(Proxy(layout), bpy.context)
         rec = layout.recording
-        assert {"model_source", "device", "precision", "engine_python"} <= set(rec.props())
+        assert {"model_source", "device", "precision", "engine_python", "preview_idle_minutes"} <= set(rec.props())
         assert "bend.install_dependencies" in rec.operators()
 
 
@@ -757,6 +757,25 @@ def test_render_panel(scene, deps):
     assert call["placeholder"] == f"//bend/{bpy.path.clean_name(scene.name)}/"
     assert rec.operators() == ["bend.render", "bend.export_video"]
     assert [c["text"] for c in rec.named("operator")] == ["Render Bent Frames", "Export Bent Video"]
+
+
+def test_preview_panel(scene, deps):
+    scene.frame_current = 7
+    rec = draw_panel(panel("BEND_PT_preview"))
+    assert {"steps", "scale", "compare"} <= set(rec.props())
+    assert rec.operators() == ["bend.preview_frame", "bend.preview_release"]
+    assert [c["text"] for c in rec.named("operator")] == ["Preview Frame 7", "Release GPU"]
+
+
+def test_sweep_panel(scene, deps):
+    assert [c["text"] for c in draw_panel(panel("BEND_PT_sweep")).named("label")] == ["Add a bend to sweep it"]
+    bpy.ops.bend.bend_add(op="rotate_r1")
+    rec = draw_panel(panel("BEND_PT_sweep"))
+    assert {"value_start", "value_end", "columns", "include_end", "layers"} <= set(rec.props())
+    assert [c["text"] for c in rec.named("operator")] == ["Sweep R1"]
+    scene.bend.bends[0].op = "reflect"  # no parameter: layers only
+    rec = draw_panel(panel("BEND_PT_sweep"))
+    assert "value_start" not in rec.props() and "layers" in rec.props()
 
 
 def test_render_panel_warns_about_an_unsaved_file(scene, deps, tmp_path):
