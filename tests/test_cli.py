@@ -79,6 +79,7 @@ def test_render_a_frame_range(tmp_path):
         (["render", "{job}"], "steps"),
         (["render", "{model_job}"], "model.source"),
         (["render", "{job}", "--frames", "x"], "--frames"),
+        (["render", "{blocked_job}"], "output folder"),
         (["features", "missing.wav", "--fps", "20"], "missing.wav"),
         (["features", "{job}", "--fps", "20"], "job.json"),
         (["features", "{wav}", "--fps", "0"], "fps"),
@@ -90,9 +91,11 @@ def test_bad_input_exits_with_one_line(tmp_path, args, needle):
     bad = job_document(2, steps=0)
     job = write_job(tmp_path, bad)
     model_job = write_job(tmp_path, job_document(2, model={"source": "no/such-model"}), "model.json")
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    blocked_job = write_job(tmp_path, job_document(2, output={"folder": "taken/frames"}), "blocked.json")
     wav = tmp_path / "a.wav"
     _write_wav(wav, np.zeros(800, dtype=np.int16), 8000)
-    args = [a.format(job=job, model_job=model_job, wav=wav) for a in args]
+    args = [a.format(job=job, model_job=model_job, blocked_job=blocked_job, wav=wav) for a in args]
     result = engine(*args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
