@@ -68,7 +68,16 @@ def _pid_alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError, OSError):
         return True  # another user's process, or an answer we cannot read: keep its files
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process whose parent has not reaped it yet still answers ``kill(pid, 0)``, but writes nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False  # no procfs (macOS): the age rule still removes it later
 
 
 def _windows_pid_alive(pid: int) -> bool:

@@ -388,3 +388,20 @@ def test_the_manifest_survives_a_torn_line_from_another_run(tmp_path, tiny_model
     Runner(parse_job(doc, tmp_path), EventStream(io.StringIO()), model=tiny_model).run()
     assert [r["frame"] for r in _records(tmp_path)] == [1, 2]
     _assert_all_done(write_job(tmp_path, doc))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombie states are read from procfs")
+def test_a_killed_render_not_yet_reaped_counts_as_dead(tmp_path):
+    """A SIGKILLed engine whose parent has not reaped it still answers kill(pid, 0): its temporaries must go."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        temp = tmp_path / temp_name("frame_00001.png", pid=zombie.pid)
+        temp.write_bytes(b"\x89PNG half")
+        FrameStore(tmp_path).remove_temporaries()
+        assert not temp.exists()
+    finally:
+        zombie.wait()
