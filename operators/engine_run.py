@@ -8,7 +8,6 @@ turns the engine's events into progress, and its ``outcome`` into the final repo
 
 import queue
 import sys
-from typing import Protocol
 
 import bpy
 
@@ -16,17 +15,39 @@ from ..engine_process import EngineProcess
 from ..scene_job import SceneJobError
 
 
-class EngineSession(Protocol):
-    process: EngineProcess
-    finished: bool
-    fraction: float
-    warnings: list[str]
+class EngineSession:
+    """What one engine run knows. Warnings, errors and the end of the stream are the same for every command;
+    subclasses turn the other events into progress (``progress``) and the exit code into a report (``outcome``)."""
 
-    def handle(self, event: dict | None) -> str | None: ...
+    def __init__(self, process: EngineProcess) -> None:
+        self.process = process
+        self.finished = False
+        self.fraction = 0.0
+        self.error: str | None = None
+        self.warnings: list[str] = []
 
-    def status(self) -> str: ...
+    def handle(self, event: dict | None) -> str | None:
+        """Apply one event; returns a progress line for the console, if the event deserves one."""
+        if event is None:
+            self.finished = True
+            return None
+        kind = event.get("event")
+        if kind == "warning":
+            self.warnings.append(event["message"])
+            return f"Bend: warning: {event['message']}"
+        if kind == "error":
+            self.error = event["message"]
+            return None
+        return self.progress(kind, event)
 
-    def outcome(self, code: int) -> tuple[str, str]: ...
+    def progress(self, kind: str, event: dict) -> str | None:
+        raise NotImplementedError
+
+    def status(self) -> str:
+        raise NotImplementedError
+
+    def outcome(self, code: int) -> tuple[str, str]:
+        raise NotImplementedError
 
 
 class EngineRun:

@@ -22,7 +22,7 @@ from ..audio_source import sound_strips
 from ..engine.frame_store import FrameStore, frame_file_name
 from ..engine_process import EXIT_STOPPED, EngineProcess
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
-from .engine_run import EngineRun
+from .engine_run import EngineRun, EngineSession
 
 
 class FrameStrip:
@@ -71,27 +71,18 @@ class FrameStrip:
             self.strip.elements.append(frame_file_name(next_frame))
 
 
-class RenderSession:
-    """What one render run knows: progress, messages, and the strip it keeps up to date."""
+class RenderSession(EngineSession):
+    """A render run: progress over the frames to render, and the strip it keeps up to date."""
 
     def __init__(self, scene: bpy.types.Scene, folder: Path, process: EngineProcess) -> None:
+        super().__init__(process)
         self.strip = FrameStrip(scene, folder)
-        self.process = process
         self.folder = folder
         self.todo = 0
         self.done = 0
         self.skipped = 0
-        self.fraction = 0.0
-        self.error: str | None = None
-        self.warnings: list[str] = []
-        self.finished = False
 
-    def handle(self, event: dict | None) -> str | None:
-        """Apply one event; returns a progress line for the console, if the event deserves one."""
-        if event is None:
-            self.finished = True
-            return None
-        kind = event.get("event")
+    def progress(self, kind: str, event: dict) -> str | None:
         if kind == "start":
             self.todo, self.skipped = event["todo"], event["skipped"]
             for frame in self._existing_frames():
@@ -107,11 +98,6 @@ class RenderSession:
             self.fraction = self.done / max(self.todo, 1)
             self.strip.show(event["frame"])
             return f"Bend: frame {event['frame']} done ({self.done}/{self.todo}, {event['seconds']:.2f} s)"
-        elif kind == "warning":
-            self.warnings.append(event["message"])
-            return f"Bend: warning: {event['message']}"
-        elif kind == "error":
-            self.error = event["message"]
         return None
 
     def status(self) -> str:

@@ -16,7 +16,7 @@ from .. import preferences
 from ..engine.catalog import OPERATORS, UNET_TARGET
 from ..engine_process import EXIT_STOPPED, EngineProcess
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
-from .engine_run import EngineRun
+from .engine_run import EngineRun, EngineSession
 from .render import check_dependencies, engine_python
 
 SWEEP_FILE = "sweep.json"
@@ -55,24 +55,16 @@ def sheet_path(scene: bpy.types.Scene, bend_name: str) -> Path:
     return blend.with_name(f"{blend.stem}_{bpy.path.clean_name(bend_name)}_sweep.png")
 
 
-class SweepSession:
+class SweepSession(EngineSession):
     """Progress over every tile of the sweep, and the sheet it ends with."""
 
     def __init__(self, process: EngineProcess, sheet: Path) -> None:
-        self.process = process
+        super().__init__(process)
         self.sheet = sheet
         self.tiles = 0
         self.done = 0
-        self.fraction = 0.0
-        self.finished = False
-        self.error: str | None = None
-        self.warnings: list[str] = []
 
-    def handle(self, event: dict | None) -> str | None:
-        if event is None:
-            self.finished = True
-            return None
-        kind = event.get("event")
+    def progress(self, kind: str, event: dict) -> str | None:
         if kind == "sweep":
             self.tiles = event["tiles"]
             return f"Bend: sweeping {event['columns']} values × {event['rows']} layers"
@@ -82,11 +74,6 @@ class SweepSession:
             self.done += 1
             self.fraction = self.done / max(self.tiles, 1)
             return f"Bend: sweep tile {self.done}/{self.tiles}"
-        elif kind == "warning":
-            self.warnings.append(event["message"])
-            return f"Bend: warning: {event['message']}"
-        elif kind == "error":
-            self.error = event["message"]
         return None
 
     def status(self) -> str:

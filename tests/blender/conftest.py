@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import blender_env  # noqa: F401  (side effect: bpy imported with isolated user resources, extension enabled)
 import bpy
@@ -22,6 +24,16 @@ def scene():
     scene.frame_start = 1
     scene.frame_end = 12
     return scene
+
+
+@pytest.fixture
+def vendor_setup():
+    """The checkout's vendor_setup.py, loaded as a module (it is a script, not part of the extension)."""
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("vendor_setup_under_test", root / "vendor_setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -16,14 +15,6 @@ from blender_env import ROOT, extension
 
 def operator_module():
     return extension().operators.dependencies
-
-
-@pytest.fixture
-def vendor_setup():
-    spec = importlib.util.spec_from_file_location("vendor_setup_under_test", ROOT / "vendor_setup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

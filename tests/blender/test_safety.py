@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import types
 
 import blender_env
 import bpy
 import pytest
-from blender_env import ROOT
 
 
 def _prefs():
@@ -114,14 +112,6 @@ def test_blender_starts_offline():
 # Dependencies: pinned versions only.
 
 EXACT_VERSION = re.compile(r"\d+(\.\d+)*")
-
-
-@pytest.fixture
-def vendor_setup():
-    spec = importlib.util.spec_from_file_location("vendor_setup_for_safety", ROOT / "vendor_setup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_engine_dependency_is_pinned_to_one_exact_version(vendor_setup):
