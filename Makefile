@@ -11,6 +11,7 @@ BLENDER_VENVS := .venv-bpy45 .venv-bpy42
 
 test: venvs
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(MAKE) test-engine test-blender test-farm
 
 test-engine:

@@ -53,8 +53,10 @@ def find_strip(scene: bpy.types.Scene, name: str) -> bpy.types.Strip:
                 return strip
         raise AudioSourceError(f"No sound strip named {name!r}: pick one in Bend > Audio > Strip")
     if not strips:
-        raise AudioSourceError("No sound strip: add your song to the Sequencer (Add > Sound), "
-                               "or set Bend > Audio > Source to Scene Mixdown")
+        raise AudioSourceError(
+            "No sound strip: add your song to the Sequencer (Add > Sound), "
+            "or set Bend > Audio > Source to Scene Mixdown"
+        )
     return strips[0]
 
 
@@ -88,8 +90,10 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     n_frames = scene.frame_end - scene.frame_start + 1
     scene_frames = _frames_text(scene.frame_start, scene.frame_end + 1)
     if strip.frame_final_duration <= 0:
-        raise AudioSourceError(f"Sound strip {strip.name!r} has no length left after trimming: "
-                               "pick another strip in Bend > Audio > Strip, or undo the trim")
+        raise AudioSourceError(
+            f"Sound strip {strip.name!r} has no length left after trimming: "
+            "pick another strip in Bend > Audio > Strip, or undo the trim"
+        )
     timeline = np.zeros((math.ceil(n_frames * rate / fps), samples.shape[1]), dtype=np.float32)
 
     def to_sample(frame: float) -> int:
@@ -103,12 +107,15 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     if last <= first:
         raise AudioSourceError(
             f"Sound strip {strip.name!r} (frames {_frames_text(strip.frame_final_start, strip.frame_final_end)}) "
-            f"is not heard in the scene's frames {scene_frames}: move it, or change the scene's frame range")
+            f"is not heard in the scene's frames {scene_frames}: move it, or change the scene's frame range"
+        )
     timeline[first:last] = samples[first - origin : last - origin] * strip.volume
     audio = SceneAudio(timeline, rate, fps, n_frames, f"strip {strip.name!r}")
     if is_muted(scene, strip):
-        audio.warnings.append(f"Sound strip {strip.name!r} is muted: baked anyway, though it is silent in the mix "
-                              "and the exported video. Unmute it, or pick another in Bend > Audio > Strip")
+        audio.warnings.append(
+            f"Sound strip {strip.name!r} is muted: baked anyway, though it is silent in the mix "
+            "and the exported video. Unmute it, or pick another in Bend > Audio > Strip"
+        )
     return audio
 
 
@@ -116,12 +123,17 @@ def mixdown_audio(scene: bpy.types.Scene) -> SceneAudio:
     """Everything the scene plays over its frame range, mixed by Blender (muted strips stay silent)."""
     fps = scene_fps(scene)
     n_frames = scene.frame_end - scene.frame_start + 1
-    heard = [s for s in sound_strips(scene) if not is_muted(scene, s)
-             and s.frame_final_start <= scene.frame_end and s.frame_final_end > scene.frame_start]
+    heard = [
+        s
+        for s in sound_strips(scene)
+        if not is_muted(scene, s) and s.frame_final_start <= scene.frame_end and s.frame_final_end > scene.frame_start
+    ]
     if not heard:
         frames = _frames_text(scene.frame_start, scene.frame_end + 1)
-        raise AudioSourceError(f"The scene plays no sound in frames {frames}: add or unmute a sound strip there, "
-                               "or set Bend > Audio > Source to Sound Strip")
+        raise AudioSourceError(
+            f"The scene plays no sound in frames {frames}: add or unmute a sound strip there, "
+            "or set Bend > Audio > Source to Sound Strip"
+        )
     for strip in heard:  # Blender's mix plays an unreadable file as silence, without a word
         path = bpy.path.abspath(strip.sound.filepath, library=strip.sound.library) if strip.sound else ""
         try:
@@ -131,8 +143,9 @@ def mixdown_audio(scene: bpy.types.Scene) -> SceneAudio:
     with tempfile.TemporaryDirectory(prefix="bend-mixdown-") as folder:
         path = os.path.join(folder, "mixdown.wav")
         with bpy.context.temp_override(scene=scene):
-            result = bpy.ops.sound.mixdown(filepath=path, container="WAV", codec="PCM", format="F32",
-                                           check_existing=False)
+            result = bpy.ops.sound.mixdown(
+                filepath=path, container="WAV", codec="PCM", format="F32", check_existing=False
+            )
         if "FINISHED" not in result or not os.path.exists(path):
             raise AudioSourceError("Blender could not mix down the scene's sound")
         samples, rate = compat.decode_sound(path)

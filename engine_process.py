@@ -31,9 +31,15 @@ class EngineProcess:
         env = dict(os.environ, PYTHONNOUSERSITE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(EXTENSION_ROOT), str(dependencies.site_packages())])
         self.process = subprocess.Popen(
-            [python, "-m", "engine", *arguments], cwd=EXTENSION_ROOT, env=env,
-            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+            [python, "-m", "engine", *arguments],
+            cwd=EXTENSION_ROOT,
+            env=env,
+            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
         self.events: queue.Queue = queue.Queue()
         self.stderr_tail: deque[str] = deque(maxlen=40)

@@ -17,8 +17,12 @@ class BendPreferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(
         name="Device",
-        items=[("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", ""), ("mps", "MPS", ""),
-               ("cpu", "CPU", "")],
+        items=[
+            ("auto", "Auto", "CUDA, then Apple MPS, then CPU"),
+            ("cuda", "CUDA", ""),
+            ("mps", "MPS", ""),
+            ("cpu", "CPU", ""),
+        ],
         default="auto",
     )
     precision: EnumProperty(name="Precision", items=[(p, p, "") for p in PRECISIONS], default="auto")
@@ -33,8 +37,10 @@ class BendPreferences(bpy.types.AddonPreferences):
     )
     memory: EnumProperty(
         name="Memory",
-        items=[("normal", "Normal", "Everything on the GPU"),
-               ("low", "Low", "For small GPUs: sliced attention, tiled VAE, components offloaded to the CPU")],
+        items=[
+            ("normal", "Normal", "Everything on the GPU"),
+            ("low", "Low", "For small GPUs: sliced attention, tiled VAE, components offloaded to the CPU"),
+        ],
         default="normal",
     )
     compile_unet: BoolProperty(
@@ -44,7 +50,9 @@ class BendPreferences(bpy.types.AddonPreferences):
     preview_idle_minutes: FloatProperty(
         name="Release Preview After",
         description="Minutes without a preview before the preview process exits and frees the GPU",
-        default=5.0, min=0.0, soft_max=60.0,
+        default=5.0,
+        min=0.0,
+        soft_max=60.0,
     )
     engine_python: StringProperty(
         name="Engine Python",

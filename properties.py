@@ -117,18 +117,21 @@ class BendItem(bpy.types.PropertyGroup):
     step_end: IntProperty(
         name="To Step", description="Step the hook stops before; 0 means to the last step", default=0, min=0
     )
-    selection: EnumProperty(
-        name="Selection", items=[(k, *SELECTION_LABELS[k]) for k in SELECTIONS], default="all"
-    )
+    selection: EnumProperty(name="Selection", items=[(k, *SELECTION_LABELS[k]) for k in SELECTIONS], default="all")
     selection_index: IntProperty(name="Index", description="Which channel, row or column", default=0, min=0)
     fraction: FloatProperty(
-        name="Fraction", description="Fraction of elements or channels selected", default=0.05, min=0.0, max=1.0,
+        name="Fraction",
+        description="Fraction of elements or channels selected",
+        default=0.05,
+        min=0.0,
+        max=1.0,
         subtype="FACTOR",
     )
     selection_seed: IntProperty(name="Seed", description="Seed of the random selection", default=0, min=0)
     channel: IntProperty(name="Channel", description="The channel to reflect", default=0, min=0)
-    plane: IntVectorProperty(name="Plane", description="The channel plane (i, j) to rotate", size=2,
-                             default=(1, 2), min=0)
+    plane: IntVectorProperty(
+        name="Plane", description="The channel plane (i, j) to rotate", size=2, default=(1, 2), min=0
+    )
     normalize_dim: EnumProperty(
         name="Normalize",
         description="After erosion or dilation, subtract the mean along this dimension (paper 3.1.3)",
@@ -178,8 +181,11 @@ class BendBakeSettings(bpy.types.PropertyGroup):
     )
     strip: StringProperty(name="Strip", description="The sound strip to analyse; empty: the first sound strip")
     window_ms: FloatProperty(
-        name="Window", description="Analysis window in ms; 0: one frame (the paper: 50 ms at 20 fps)",
-        default=0.0, min=0.0, soft_max=200.0,
+        name="Window",
+        description="Analysis window in ms; 0: one frame (the paper: 50 ms at 20 fps)",
+        default=0.0,
+        min=0.0,
+        soft_max=200.0,
     )
     centered: BoolProperty(name="Centred", description="Centre windows on the frame instead of starting there")
     spectrum_window: EnumProperty(
@@ -193,31 +199,53 @@ class BendBakeSettings(bpy.types.PropertyGroup):
         default="minmax",
         description="Map each feature to 0..1 over the song (Min-Max), or between percentiles, or keep raw values",
     )
-    attack: FloatProperty(name="Attack", description="Smoothing of rises, in seconds", default=0.0, min=0.0,
-                          soft_max=1.0, unit="TIME_ABSOLUTE")
-    release: FloatProperty(name="Release", description="Smoothing of falls, in seconds", default=0.0, min=0.0,
-                           soft_max=2.0, unit="TIME_ABSOLUTE")
+    attack: FloatProperty(
+        name="Attack",
+        description="Smoothing of rises, in seconds",
+        default=0.0,
+        min=0.0,
+        soft_max=1.0,
+        unit="TIME_ABSOLUTE",
+    )
+    release: FloatProperty(
+        name="Release",
+        description="Smoothing of falls, in seconds",
+        default=0.0,
+        min=0.0,
+        soft_max=2.0,
+        unit="TIME_ABSOLUTE",
+    )
 
 
 class BendPreviewSettings(bpy.types.PropertyGroup):
-    steps: IntProperty(name="Steps", description="Sampling steps of a preview; 0: the render's", default=20, min=0,
-                       max=1000)
-    scale: IntProperty(name="Size", description="Preview size, as a percentage of the render size", default=50,
-                       min=5, max=100, subtype="PERCENTAGE")
+    steps: IntProperty(
+        name="Steps", description="Sampling steps of a preview; 0: the render's", default=20, min=0, max=1000
+    )
+    scale: IntProperty(
+        name="Size",
+        description="Preview size, as a percentage of the render size",
+        default=50,
+        min=5,
+        max=100,
+        subtype="PERCENTAGE",
+    )
     compare: BoolProperty(name="Show Unbent", description="Show the frame without bends beside the bent one")
 
 
 class BendSweepSettings(bpy.types.PropertyGroup):
     value_start: FloatProperty(name="From", description="The bend parameter in the first column", default=0.0)
-    value_end: FloatProperty(name="To", description="The bend parameter in the last column (or just past it)",
-                             default=6.283185307179586)
+    value_end: FloatProperty(
+        name="To", description="The bend parameter in the last column (or just past it)", default=6.283185307179586
+    )
     columns: IntProperty(name="Columns", description="How many parameter values", default=8, min=1, max=64)
     include_end: BoolProperty(
-        name="Include To", description="End the columns at To; off: stop one step short (for angles: 0..2π)",
+        name="Include To",
+        description="End the columns at To; off: stop one step short (for angles: 0..2π)",
         default=False,
     )
     layers: StringProperty(
-        name="Layers", description="One row per layer: latent layers (steps) or U-Net targets, comma-separated",
+        name="Layers",
+        description="One row per layer: latent layers (steps) or U-Net targets, comma-separated",
         default="0, 10, 20, 30, 40, 49",
     )
 
@@ -240,8 +268,11 @@ class BendSettings(bpy.types.PropertyGroup):
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, soft_max=20.0)
     seed: IntProperty(name="Seed", default=46, min=0)
     batch_size: IntProperty(
-        name="Batch Size", description="Text-to-image frames per U-Net call; 0: as many as fit in free GPU memory",
-        default=0, min=0, max=256,
+        name="Batch Size",
+        description="Text-to-image frames per U-Net call; 0: as many as fit in free GPU memory",
+        default=0,
+        min=0,
+        max=256,
     )
     scheduler: EnumProperty(name="Scheduler", items=[(k, k, v) for k, v in SCHEDULER_ALIASES.items()], default="ddim")
     prompts: CollectionProperty(type=BendPrompt)
@@ -258,8 +289,12 @@ class BendSettings(bpy.types.PropertyGroup):
     )
     noise_phase: FloatProperty(name="Phase", description="Noise walk phase; animate it", subtype="ANGLE")
     strength: FloatProperty(
-        name="Strength", description="Image-to-image strength: how far each frame moves from the previous one",
-        default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+        name="Strength",
+        description="Image-to-image strength: how far each frame moves from the previous one",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
     )
     img2img_prompt_source: EnumProperty(
         name="Condition",
@@ -270,12 +305,18 @@ class BendSettings(bpy.types.PropertyGroup):
         default="MIX",
     )
     img2img_prompt: StringProperty(name="Img2Img Prompt")
-    init_image: StringProperty(name="Init Image", description="Optional image the first frame starts from",
-                               subtype="FILE_PATH", options=compat.BLEND_RELATIVE_PATH)
+    init_image: StringProperty(
+        name="Init Image",
+        description="Optional image the first frame starts from",
+        subtype="FILE_PATH",
+        options=compat.BLEND_RELATIVE_PATH,
+    )
     bends: CollectionProperty(type=BendItem)
     bend_index: IntProperty(name="Active Bend")
     output_folder: StringProperty(
-        name="Output", description="Where frames and the job go; empty: //bend/<scene name>/", subtype="DIR_PATH",
+        name="Output",
+        description="Where frames and the job go; empty: //bend/<scene name>/",
+        subtype="DIR_PATH",
         options=compat.BLEND_RELATIVE_PATH,
     )
     audio: PointerProperty(type=BendAudioFeatures)
@@ -284,8 +325,15 @@ class BendSettings(bpy.types.PropertyGroup):
     sweep: PointerProperty(type=BendSweepSettings)
 
 
-CLASSES = (BendPrompt, BendItem, BendAudioFeatures, BendBakeSettings, BendPreviewSettings, BendSweepSettings,
-           BendSettings)
+CLASSES = (
+    BendPrompt,
+    BendItem,
+    BendAudioFeatures,
+    BendBakeSettings,
+    BendPreviewSettings,
+    BendSweepSettings,
+    BendSettings,
+)
 
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)

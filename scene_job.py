@@ -38,16 +38,20 @@ def output_folder(scene: bpy.types.Scene) -> Path:
     """Where frames and the job go: the scene's Output setting, or ``//bend/<scene name>/``."""
     folder = scene.bend.output_folder or f"//bend/{bpy.path.clean_name(scene.name)}/"
     if folder.startswith("//") and not bpy.data.filepath:
-        raise SceneJobError("Save the .blend file first (the output folder is relative to it), "
-                            "or set an absolute folder in Bend > Render > Output")
+        raise SceneJobError(
+            "Save the .blend file first (the output folder is relative to it), "
+            "or set an absolute folder in Bend > Render > Output"
+        )
     return Path(bpy.path.abspath(folder)).resolve()
 
 
 def _model(scene: bpy.types.Scene, prefs) -> dict[str, object]:
     source = scene.bend.model_source.strip() or prefs.model_source.strip()
     if not source:
-        raise SceneJobError("No model set: choose one in Preferences > Extensions > Diffusion Bender > Model "
-                            "(a diffusers folder, a .safetensors file or a repo id; tiny-random for a quick test)")
+        raise SceneJobError(
+            "No model set: choose one in Preferences > Extensions > Diffusion Bender > Model "
+            "(a diffusers folder, a .safetensors file or a repo id; tiny-random for a quick test)"
+        )
     if source.startswith("//"):
         source = bpy.path.abspath(source)
     return {
@@ -99,8 +103,9 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     try:
         for frame in range(first, last + 1) if only is None else only:
             if not first <= frame <= last:
-                raise SceneJobError(f"Frame {frame} is outside the scene's range {first}-{last}: go to a frame "
-                                    "within it")
+                raise SceneJobError(
+                    f"Frame {frame} is outside the scene's range {first}-{last}: go to a frame within it"
+                )
             scene.frame_set(frame)
             weights = [p.weight for p in prompts] if prompts else [1.0]
             if not sum(weights) > 0:
@@ -108,15 +113,17 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
             record = {
                 "frame": frame,
                 "prompt_weights": weights,
-                "phase": (2 * math.pi * (frame - first) / n_frames if settings.phase_mode == "LOOP"
-                          else settings.noise_phase),
+                "phase": (
+                    2 * math.pi * (frame - first) / n_frames if settings.phase_mode == "LOOP" else settings.noise_phase
+                ),
                 "strength": settings.strength,
                 "bends": {b.name: b.param for b in driven},
             }
             for name, value in record["bends"].items():
                 if not math.isfinite(value):
-                    raise SceneJobError(f"Bend {name!r} at frame {frame}: the parameter is {value}; "
-                                        "fix its keyframes or driver")
+                    raise SceneJobError(
+                        f"Bend {name!r} at frame {frame}: the parameter is {value}; fix its keyframes or driver"
+                    )
             frames.append(record)
     finally:
         scene.frame_set(current)
@@ -154,6 +161,8 @@ def write_job(document: dict[str, object], folder: Path, name: str = JOB_NAME) -
         temp.write_text(json.dumps(document, indent=1), encoding="utf-8")
         os.replace(temp, path)
     except OSError as exc:
-        raise SceneJobError(f"Cannot write to the output folder {folder} ({exc.strerror}): "
-                            "choose another folder in Bend > Render > Output") from exc
+        raise SceneJobError(
+            f"Cannot write to the output folder {folder} ({exc.strerror}): "
+            "choose another folder in Bend > Render > Output"
+        ) from exc
     return path

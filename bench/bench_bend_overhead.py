@@ -30,8 +30,9 @@ CONFIGS = {
     "no bend": [],
     "latent bends (R1 at layer 0, add to 5% at layer 10)": [
         PlacedBend(Bend(name="rot", op="rotate_r1"), Placement(latent_layer=0)),
-        PlacedBend(Bend(name="add", op="add", selection=Selection(kind="random", fraction=0.05)),
-                   Placement(latent_layer=10)),
+        PlacedBend(
+            Bend(name="add", op="add", selection=Selection(kind="random", fraction=0.05)), Placement(latent_layer=10)
+        ),
     ],
     "U-Net hook (add on mid_block, every step)": [
         PlacedBend(Bend(name="mid", op="add"), Placement(unet_target="mid_block")),
@@ -75,8 +76,10 @@ def main() -> None:
             times[name].append(render(sampler))
 
     base = statistics.median(times["no bend"])
-    print(f"bend overhead: {args.model} {args.size}x{args.size}, {args.steps} DDIM steps, CFG 7.5, "
-          f"{model.device.type} {str(model.dtype).replace('torch.', '')}, median of {args.repeats} interleaved runs")
+    print(
+        f"bend overhead: {args.model} {args.size}x{args.size}, {args.steps} DDIM steps, CFG 7.5, "
+        f"{model.device.type} {str(model.dtype).replace('torch.', '')}, median of {args.repeats} interleaved runs"
+    )
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:<55} {median * 1000:8.1f} ms/frame   ratio {median / base:5.3f}")

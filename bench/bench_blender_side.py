@@ -144,8 +144,10 @@ def bench_bake(song: Path, repeats: int) -> None:
     )
     check = ext.compat.find_fcurve(scene, "bend.audio.rms")
     assert len(check.keyframe_points) == n_frames
-    print(f"(a) bake: {SECONDS // 60} min stereo {SAMPLE_RATE / 1000:g} kHz 16-bit WAV as a sound strip, "
-          f"{n_frames} frames at {FPS} fps, {len(names)} features; median of {repeats} interleaved runs")
+    print(
+        f"(a) bake: {SECONDS // 60} min stereo {SAMPLE_RATE / 1000:g} kHz 16-bit WAV as a sound strip, "
+        f"{n_frames} frames at {FPS} fps, {len(names)} features; median of {repeats} interleaved runs"
+    )
     line("bpy.ops.bend.bake_audio(), whole operator", medians["bake"], goal=BAKE_GOAL_S)
     line("  decode + place the strip's sound (aud, numpy)", medians["decode"])
     line("  compute_features (vectorised)", medians["analyse"])
@@ -209,14 +211,20 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
     parse_s = min(timed(lambda: parse_job(document, folder)) for _ in range(3))
     hashes_s = min(timed(lambda: parse_job(document, folder).frame_hashes()) for _ in range(3)) - parse_s
     size = (folder / ext.scene_job.JOB_NAME).stat().st_size
-    print(f"(b) build the job: {last - first + 1} frames, 2 bends driven by features (rms, onset), a keyframed "
-          f"2-prompt crossfade; median of {repeats} interleaved runs")
+    print(
+        f"(b) build the job: {last - first + 1} frames, 2 bends driven by features (rms, onset), a keyframed "
+        f"2-prompt crossfade; median of {repeats} interleaved runs"
+    )
     line("scene_job.build_job(scene, prefs)", medians["build"], goal=BUILD_GOAL_S)
     line("  its floor: the bare scene.frame_set loop over the frames", medians["frame_set"])
-    print(f"  check: the driven R1 angle equals 2*pi*rms F-curve at every frame, max deviation "
-          f"{float(np.abs(angles - expected).max()):.1e} rad")
-    print(f"  build_job / bare frame_set loop: {medians['build'] / medians['frame_set']:.2f}; "
-          f"{1e6 * medians['build'] / (last - first + 1):.0f} us per frame")
+    print(
+        f"  check: the driven R1 angle equals 2*pi*rms F-curve at every frame, max deviation "
+        f"{float(np.abs(angles - expected).max()):.1e} rad"
+    )
+    print(
+        f"  build_job / bare frame_set loop: {medians['build'] / medians['frame_set']:.2f}; "
+        f"{1e6 * medians['build'] / (last - first + 1):.0f} us per frame"
+    )
     line(f"write_job (JSON, {size / 1e6:.1f} MB), best of 3", write_s)
     line("engine parse_job (the engine process validating it), best of 3", parse_s)
     line("engine Job.frame_hashes (resume check), best of 3", max(hashes_s, 0.0))

@@ -70,8 +70,10 @@ def main() -> None:
         f"(max deviation {worst:.1e} of each feature's range)"
     )
     cli_s = time_cli(audio)
-    print(f"python -m engine features on that song as a 16-bit WAV, whole process (start-up, read, analyse, print "
-          f"JSON): {cli_s:.2f} s, best of 3")
+    print(
+        f"python -m engine features on that song as a 16-bit WAV, whole process (start-up, read, analyse, print "
+        f"JSON): {cli_s:.2f} s, best of 3"
+    )
 
 
 def time_cli(audio: np.ndarray) -> float:

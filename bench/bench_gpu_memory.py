@@ -53,12 +53,17 @@ def main() -> None:
     factor = model.vae_scale_factor
     a, b = noise_fields(SEED, (model.latent_channels, args.size // factor, args.size // factor))
     total = torch.cuda.get_device_properties(device).total_memory
-    print(f"gpu memory: SD 1.5 architecture (random weights), fp16, {args.size}x{args.size}, CFG "
-          f"{args.guidance:g} (U-Net batch = 2 x frames), engine BentSampler.txt2img + decode, no bends")
-    print(f"  on {machine(device)}; weights {weights / 2**30:.2f} GiB; peaks below are allocated memory, "
-          "weights included")
-    print(f"  {'batch':>5}  {'denoise peak':>12}  {'decode peak':>11}  {'reserved':>9}  {'of card':>7}  "
-          f"{'s/frame, ' + str(args.steps) + ' steps':>18}")
+    print(
+        f"gpu memory: SD 1.5 architecture (random weights), fp16, {args.size}x{args.size}, CFG "
+        f"{args.guidance:g} (U-Net batch = 2 x frames), engine BentSampler.txt2img + decode, no bends"
+    )
+    print(
+        f"  on {machine(device)}; weights {weights / 2**30:.2f} GiB; peaks below are allocated memory, weights included"
+    )
+    print(
+        f"  {'batch':>5}  {'denoise peak':>12}  {'decode peak':>11}  {'reserved':>9}  {'of card':>7}  "
+        f"{'s/frame, ' + str(args.steps) + ' steps':>18}"
+    )
     sampler.decode(sampler.txt2img(circular_walk(a, b, [0.0]), bank.mix([[1.0]]), {}, seed=SEED))  # warm-up
     batch = 1
     while batch <= args.max_batch:
@@ -82,8 +87,10 @@ def main() -> None:
             print(f"  {batch:>5}  out of memory")
             break
         peak = max(denoise_peak, decode_peak)
-        print(f"  {batch:>5}  {denoise_peak / 2**30:8.2f} GiB  {decode_peak / 2**30:7.2f} GiB  "
-              f"{reserved / 2**30:5.2f} GiB  {100 * peak / total:6.1f}%  {seconds:18.3f}")
+        print(
+            f"  {batch:>5}  {denoise_peak / 2**30:8.2f} GiB  {decode_peak / 2**30:7.2f} GiB  "
+            f"{reserved / 2**30:5.2f} GiB  {100 * peak / total:6.1f}%  {seconds:18.3f}"
+        )
         del latents
         batch *= 2
 

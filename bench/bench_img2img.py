@@ -110,8 +110,15 @@ def main() -> None:
         image = start
         for i, name in enumerate(names):
             generator = torch.Generator(device="cpu").manual_seed(SEED + i)
-            image = pipe(PROMPT, image=image, strength=args.strength, num_inference_steps=args.steps,
-                         guidance_scale=args.guidance, generator=generator, output_type="pil").images[0]
+            image = pipe(
+                PROMPT,
+                image=image,
+                strength=args.strength,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=generator,
+                output_type="pil",
+            ).images[0]
             save_png(image, folder / name)
         sync(device)
         return time.perf_counter() - started
@@ -119,18 +126,26 @@ def main() -> None:
     times = interleaved({"engine": engine_run, "diffusers": diffusers_run}, args.repeats)
     engine_s, diffusers_s = statistics.median(times["engine"]), statistics.median(times["diffusers"])
     steps_run = int(args.steps * args.strength)
-    print(f"img2img feedback: {describe_model(model)}, {args.size}x{args.size}, {args.steps} DDIM steps at "
-          f"strength {args.strength:g} ({steps_run} run per frame), CFG {args.guidance:g}, prompt {PROMPT!r}, "
-          f"{args.frames} frames from one init image, median of {args.repeats} interleaved runs")
+    print(
+        f"img2img feedback: {describe_model(model)}, {args.size}x{args.size}, {args.steps} DDIM steps at "
+        f"strength {args.strength:g} ({steps_run} run per frame), CFG {args.guidance:g}, prompt {PROMPT!r}, "
+        f"{args.frames} frames from one init image, median of {args.repeats} interleaved runs"
+    )
     print(f"  on {machine(device)}")
-    print("  engine: load_model() then Runner.run() on an img2img job, no bends (encode previous frame, noise, "
-          "denoise, decode; PNG-encoded on the engine's thread pool, written with a manifest line, fsynced)")
-    print(f"  diffusers: {pipe_how}; pipe(prompt, image=previous output, generator=seed+i) per frame, saved as PNG "
-          f"(compress_level {PNG_LEVEL}) on the same thread")
+    print(
+        "  engine: load_model() then Runner.run() on an img2img job, no bends (encode previous frame, noise, "
+        "denoise, decode; PNG-encoded on the engine's thread pool, written with a manifest line, fsynced)"
+    )
+    print(
+        f"  diffusers: {pipe_how}; pipe(prompt, image=previous output, generator=seed+i) per frame, saved as PNG "
+        f"(compress_level {PNG_LEVEL}) on the same thread"
+    )
     for name, seconds in (("engine img2img chain", engine_s), ("diffusers img2img loop", diffusers_s)):
         print(f"  {name:<40} {1000 * seconds / args.frames:8.1f} ms/frame  {args.frames / seconds:8.2f} frames/s")
-    print(f"  ratio engine / diffusers frames per second: {diffusers_s / engine_s:.2f}x (goal >= 1: no slower) "
-          f"(engine model load, once, untimed: {load_s:.2f} s)")
+    print(
+        f"  ratio engine / diffusers frames per second: {diffusers_s / engine_s:.2f}x (goal >= 1: no slower) "
+        f"(engine model load, once, untimed: {load_s:.2f} s)"
+    )
     if args.profile:
         profile_breakdown("engine img2img", lambda: engine_run(1000), PROFILE_KEYS)
         profile_breakdown("diffusers img2img loop", lambda: diffusers_run(1001), PROFILE_KEYS)

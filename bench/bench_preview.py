@@ -53,8 +53,10 @@ def main() -> None:
     scene.bend.preview.steps, scene.bend.preview.scale = 0, 50
     bpy.ops.bend.bend_add(op="rotate_r1")
     bend = scene.bend.bends[0]
-    print(f"bend.preview_frame, tiny-random 64×64 at 50%, {scene.bend.steps} steps; {args.repeats} warm previews "
-          "per round")
+    print(
+        f"bend.preview_frame, tiny-random 64×64 at 50%, {scene.bend.steps} steps; {args.repeats} warm previews "
+        "per round"
+    )
     ratios = []
     for round_number in (1, 2):
         preview.SERVER.release()
@@ -66,8 +68,10 @@ def main() -> None:
             warm.append(timed_preview(bpy))
         later = statistics.median(warm)
         ratios.append(first / later)
-        print(f"  round {round_number}: first {first:.2f} s, later median {later:.3f} s "
-              f"(min {min(warm):.3f}, max {max(warm):.3f}) -> first/later = {first / later:.1f}x")
+        print(
+            f"  round {round_number}: first {first:.2f} s, later median {later:.3f} s "
+            f"(min {min(warm):.3f}, max {max(warm):.3f}) -> first/later = {first / later:.1f}x"
+        )
     preview.SERVER.release()
     worst = min(ratios)
     print(f"first/later ratio: {worst:.1f}x at worst (goal >= {GOAL:.0f}x): {'met' if worst >= GOAL else 'NOT met'}")

@@ -74,9 +74,13 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--gpu", action="store_true", help="require CUDA (the default when it is available)")
     where.add_argument("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for both sides (default 1; 0: torch's own default). On a shared "
-                             "machine, two threads run ~10x slower whenever another process wants the CPU")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for both sides (default 1; 0: torch's own default). On a shared "
+        "machine, two threads run ~10x slower whenever another process wants the CPU",
+    )
 
 
 def pick_device(args: argparse.Namespace) -> torch.device:
@@ -306,8 +310,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="DDIM steps (20 on the CPU, 50 on CUDA)")
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--frames", type=int, help="frames per run (8 on the CPU, 16 on CUDA)")
-    parser.add_argument("--batch", default="auto",
-                        help="engine batch size; auto: 4 on the CPU, the engine's own auto (free memory) on CUDA")
+    parser.add_argument(
+        "--batch",
+        default="auto",
+        help="engine batch size; auto: 4 on the CPU, the engine's own auto (free memory) on CUDA",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's U-Net (model.compile)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs of each")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown of one run of each")
@@ -350,8 +357,15 @@ def main() -> None:
         started = time.perf_counter()
         for i, name in enumerate(names[:frames]):
             latents = circular_walk(a, b, [phases[i]]).to(device, model.dtype)
-            image = pipe(PROMPT, height=args.size, width=args.size, num_inference_steps=steps,
-                         guidance_scale=args.guidance, latents=latents, output_type="pil").images[0]
+            image = pipe(
+                PROMPT,
+                height=args.size,
+                width=args.size,
+                num_inference_steps=steps,
+                guidance_scale=args.guidance,
+                latents=latents,
+                output_type="pil",
+            ).images[0]
             save_png(image, folder / name)
         sync(device)
         return time.perf_counter() - started
@@ -365,26 +379,38 @@ def main() -> None:
     last = args.repeats - 1
     difference = max_pixel_difference(work / f"engine-b{batch}-{last}", work / f"diffusers-{last}", names)
 
-    print(f"txt2img throughput: {describe_model(model)}, {args.size}x{args.size}, {args.steps} DDIM steps, "
-          f"CFG {args.guidance:g}, prompt {PROMPT!r}, {args.frames} frames per run, median of {args.repeats} "
-          f"interleaved runs")
+    print(
+        f"txt2img throughput: {describe_model(model)}, {args.size}x{args.size}, {args.steps} DDIM steps, "
+        f"CFG {args.guidance:g}, prompt {PROMPT!r}, {args.frames} frames per run, median of {args.repeats} "
+        f"interleaved runs"
+    )
     print(f"  on {machine(device)}")
-    print(f"  engine: load_model() then Runner.run() on a job with no bends, batch {batch}{batch_how}"
-          f"{', compiled U-Net' if args.compile else ''} (what python -m engine render does), PNG-encoded on the "
-          "engine's thread pool, written with a manifest line, fsynced")
-    print(f"  diffusers: {pipe_how}; pipe(prompt, latents=that frame's engine noise, output_type='pil') per frame, "
-          f"saved as PNG (compress_level {PNG_LEVEL}) on the same thread")
+    print(
+        f"  engine: load_model() then Runner.run() on a job with no bends, batch {batch}{batch_how}"
+        f"{', compiled U-Net' if args.compile else ''} (what python -m engine render does), PNG-encoded on the "
+        "engine's thread pool, written with a manifest line, fsynced"
+    )
+    print(
+        f"  diffusers: {pipe_how}; pipe(prompt, latents=that frame's engine noise, output_type='pil') per frame, "
+        f"saved as PNG (compress_level {PNG_LEVEL}) on the same thread"
+    )
     base = statistics.median(times["diffusers pipeline, 1 call per frame"])
     for name, values in times.items():
         median = statistics.median(values)
         fps = args.frames / median
-        print(f"  {name:<40} {fps:8.2f} frames/s  {1000 * median / args.frames:8.1f} ms/frame   "
-              f"speed vs diffusers {base / median:5.2f}x")
+        print(
+            f"  {name:<40} {fps:8.2f} frames/s  {1000 * median / args.frames:8.1f} ms/frame   "
+            f"speed vs diffusers {base / median:5.2f}x"
+        )
     goal = "goal >= 3x on GPU" if gpu else "GPU goal >= 3x; this is the CPU figure"
-    print(f"  ratio engine (batch {batch}) / diffusers frames per second: "
-          f"{base / statistics.median(times[engine_label]):.2f}x ({goal})")
-    print(f"  same images: max pixel difference engine vs diffusers {difference} of 255 "
-          f"(engine model load, once, untimed: {load_s:.2f} s)")
+    print(
+        f"  ratio engine (batch {batch}) / diffusers frames per second: "
+        f"{base / statistics.median(times[engine_label]):.2f}x ({goal})"
+    )
+    print(
+        f"  same images: max pixel difference engine vs diffusers {difference} of 255 "
+        f"(engine model load, once, untimed: {load_s:.2f} s)"
+    )
 
     if not args.no_cli and args.model == "tiny-random" and not gpu:
         time_cli(args, batch, model, work)
@@ -401,14 +427,21 @@ def time_cli(args: argparse.Namespace, batch: int, model: Model, work: Path) -> 
     document = job_document(args, batch, model, args.frames, args.steps)
     (folder / "job.json").write_text(json.dumps(document), encoding="utf-8")
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "engine", "render", str(folder / "job.json")], cwd=ROOT,
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "render", str(folder / "job.json")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     events = {e["event"]: e for e in map(json.loads, result.stdout.splitlines())}
     loaded, done = events["loaded"]["seconds"], events["done"]["seconds"]
-    print(f"  whole python -m engine render process, same job, one run: {wall:.2f} s = start-up and imports "
-          f"{wall - done:.2f} s + model load {loaded:.2f} s + rendering {done - loaded:.2f} s "
-          f"({args.frames / wall:.2f} frames/s end to end)")
+    print(
+        f"  whole python -m engine render process, same job, one run: {wall:.2f} s = start-up and imports "
+        f"{wall - done:.2f} s + model load {loaded:.2f} s + rendering {done - loaded:.2f} s "
+        f"({args.frames / wall:.2f} frames/s end to end)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark in bench/, one after another, each printing its own side-by-side ratios.
 
-    python bench/run_all.py [NAME ...]     # NAME: a benchmark file's stem, e.g. bench_features
+python bench/run_all.py [NAME ...]     # NAME: a benchmark file's stem, e.g. bench_features
 """
 
 from __future__ import annotations

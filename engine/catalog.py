@@ -66,16 +66,20 @@ OPERATORS: dict[str, OperatorSpec] = {
             options=("channel",),
             required_options=("channel",),
         ),
-        OperatorSpec("erode", "erosion with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",),
-                     spatial=True),
-        OperatorSpec("dilate", "dilation with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",),
-                     spatial=True),
-        OperatorSpec("spatial_translate", "shift by r × width or height (Broad et al.)", options=("axis",),
-                     spatial=True),
+        OperatorSpec(
+            "erode", "erosion with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",), spatial=True
+        ),
+        OperatorSpec(
+            "dilate", "dilation with an r×r kernel of ones (paper 3.1.3)", options=("normalize_dim",), spatial=True
+        ),
+        OperatorSpec(
+            "spatial_translate", "shift by r × width or height (Broad et al.)", options=("axis",), spatial=True
+        ),
         OperatorSpec("spatial_rotate", "rotate by r degrees about the centre (Broad et al.)", spatial=True),
         OperatorSpec("spatial_scale", "zoom by factor r > 0 about the centre (Broad et al.)", spatial=True),
-        OperatorSpec("spatial_flip", "mirror along x or y (Broad et al.)", takes_param=False, options=("axis",),
-                     spatial=True),
+        OperatorSpec(
+            "spatial_flip", "mirror along x or y (Broad et al.)", takes_param=False, options=("axis",), spatial=True
+        ),
         OperatorSpec("ablate", "x · 0 (Broad et al.)", takes_param=False),
     )
 }

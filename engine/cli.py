@@ -63,7 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     render.add_argument("--frames", metavar="A-B", help="render only frames A to B (inclusive) of the job")
 
     sweep = commands.add_parser("sweep", help="render a bend sweep file into a labelled contact sheet")
-    sweep.add_argument("job", help="a job file with a \"sweep\" section (JSON)")
+    sweep.add_argument("job", help='a job file with a "sweep" section (JSON)')
     sweep.add_argument("--sheet", metavar="PNG", help="where the contact sheet goes (default: beside the job file)")
 
     commands.add_parser("serve", help="render previews on request: JSON lines on stdin, events on stdout")
@@ -76,8 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     features.add_argument("--format", choices=("json", "csv"), default="json")
     features.add_argument("--window-ms", type=float, help="window length in ms (default: one frame, 1000/fps)")
     features.add_argument("--center", action="store_true", help="centre windows on frame times (default: start)")
-    features.add_argument("--spectrum-window", choices=("hann", "rect"), default="hann",
-                          help="rect reproduces the paper authors' code")
+    features.add_argument(
+        "--spectrum-window", choices=("hann", "rect"), default="hann", help="rect reproduces the paper authors' code"
+    )
     features.add_argument("--normalize", choices=NORMALIZATIONS, default="none", help="default: raw values")
     features.add_argument("--attack", type=float, default=0.0, help="smoothing attack time in seconds")
     features.add_argument("--release", type=float, default=0.0, help="smoothing release time in seconds")
@@ -202,15 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse's way out (bad arguments, --help): a code for callers of main() too
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except MemoryError:
-        print("error: out of memory; free some memory, or render a smaller job or a shorter audio file",
-              file=sys.stderr)
+        print(
+            "error: out of memory; free some memory, or render a smaller job or a shorter audio file", file=sys.stderr
+        )
         return EXIT_ERROR
     except ImportError as exc:
         package = (exc.name or "").partition(".")[0]
         if package not in DEPENDENCIES:
             raise
-        print(f"error: the engine's dependency {package} is missing; install the dependencies "
-              "(python vendor_setup.py --venv .venv, or the extension's Install dependencies button)", file=sys.stderr)
+        print(
+            f"error: the engine's dependency {package} is missing; install the dependencies "
+            "(python vendor_setup.py --venv .venv, or the extension's Install dependencies button)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     finally:
         sys.stdout = out

@@ -71,8 +71,9 @@ def grid_sheet(
     label_h = text_size(probe, "Ag", label_font)[1] + 10
     row_label_w = max(text_size(probe, label, label_font)[0] for label in row_labels) + 14
     columns = len(tiles[0])
-    sheet_w = max(margin * 2 + row_label_w + columns * (tile_w + gap) - gap, margin * 2 + text_size(
-        probe, title, title_font)[0])
+    sheet_w = max(
+        margin * 2 + row_label_w + columns * (tile_w + gap) - gap, margin * 2 + text_size(probe, title, title_font)[0]
+    )
     sheet_h = margin * 2 + title_h + label_h + len(tiles) * (tile_h + gap) - gap
     sheet = Image.new("RGB", (sheet_w, sheet_h), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
@@ -80,8 +81,7 @@ def grid_sheet(
     left, top = margin + row_label_w, margin + title_h + label_h
     for column, label in enumerate(column_labels):
         w, _ = text_size(draw, label, label_font)
-        draw.text((left + column * (tile_w + gap) + (tile_w - w) // 2, top - label_h), label, fill=INK,
-                  font=label_font)
+        draw.text((left + column * (tile_w + gap) + (tile_w - w) // 2, top - label_h), label, fill=INK, font=label_font)
     origins = []
     for row, (row_tiles, label) in enumerate(zip(tiles, row_labels, strict=True)):
         y = top + row * (tile_h + gap)
@@ -90,8 +90,9 @@ def grid_sheet(
         row_origins = []
         for column, frame in enumerate(row_tiles):
             if frame.shape[:2] != (height, width):
-                raise ValueError(f"grid_sheet: tile ({row}, {column}) is {frame.shape[1]}×{frame.shape[0]}, "
-                                 f"not {width}×{height}")
+                raise ValueError(
+                    f"grid_sheet: tile ({row}, {column}) is {frame.shape[1]}×{frame.shape[0]}, not {width}×{height}"
+                )
             x = left + column * (tile_w + gap)
             picture = Image.fromarray(frame, mode="RGB")
             if scale > 1:

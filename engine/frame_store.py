@@ -114,7 +114,7 @@ def _append(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:  # a regular file takes the whole write unless the disk is full, which raises instead
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -216,8 +216,10 @@ class FrameStore:
             _append(self.manifest_path, (line + "\n").encode("utf-8"))
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            raise EngineError(f"frame {frame}: could not write {final} ({exc.strerror}); free some disk space "
-                              "or choose another output folder, then render again to resume") from exc
+            raise EngineError(
+                f"frame {frame}: could not write {final} ({exc.strerror}); free some disk space "
+                "or choose another output folder, then render again to resume"
+            ) from exc
         finally:
             _writing.discard(temp)
         return final

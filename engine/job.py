@@ -277,8 +277,13 @@ def _parse_placement(fields: _Fields) -> Placement:
     if has_layer:
         return Placement(latent_layer=fields.get("latent_layer", "int", check=_at_least(0)))
     unet = fields.child("unet")
-    target = unet.get("target", "str", check=lambda v: None if UNET_TARGET.match(v) else
-                      "must be conv_in, down_blocks.N, mid_block, up_blocks.N or conv_out")
+    target = unet.get(
+        "target",
+        "str",
+        check=lambda v: (
+            None if UNET_TARGET.match(v) else "must be conv_in, down_blocks.N, mid_block, up_blocks.N or conv_out"
+        ),
+    )
     steps = unet.get("steps", "list", None)
     unet.finish()
     start, end = 0, None
@@ -293,9 +298,7 @@ def _parse_placement(fields: _Fields) -> Placement:
     return Placement(unet_target=target, step_start=start, step_end=end)
 
 
-def _parse_frames(
-    items: list, prompts: Sequence[str], bends: Sequence[PlacedBend], mode: str
-) -> tuple[FrameSpec, ...]:
+def _parse_frames(items: list, prompts: Sequence[str], bends: Sequence[PlacedBend], mode: str) -> tuple[FrameSpec, ...]:
     if not items:
         raise JobError("frames: at least one frame is required")
     phases = paper_phases(len(items))
@@ -315,11 +318,13 @@ def _parse_frames(
         if len(weights) != len(prompts):
             raise JobError(f"{fields.path('prompt_weights')}: {len(weights)} weights for {len(prompts)} prompts")
         if any(w < 0 for w in weights) or not sum(weights) > 0:
-            raise JobError(f"{fields.path('prompt_weights')}: weights must be ≥ 0 with a positive sum, got "
-                           f"{list(weights)}")
+            raise JobError(
+                f"{fields.path('prompt_weights')}: weights must be ≥ 0 with a positive sum, got {list(weights)}"
+            )
         phase = fields.get("phase", "float", phases[index])
-        strength = fields.get("strength", "float", 0.5,
-                              lambda v: None if 0.0 <= v <= 1.0 else "must be between 0 and 1")
+        strength = fields.get(
+            "strength", "float", 0.5, lambda v: None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
+        )
         values = fields.child("bends", {})
         params = {b.name: _frame_param(values, b.name, number) for b in param_bends}
         values.finish()
@@ -350,16 +355,20 @@ def _output_folder(base: Path, folder: str, where: str) -> Path:
     another system.
     """
     if PurePosixPath(folder).is_absolute() or PureWindowsPath(folder).anchor:
-        raise JobError(f"{where}: must be a path relative to the job file's folder, got {folder!r}; put the job file "
-                       "in the output folder (or above it) instead")
+        raise JobError(
+            f"{where}: must be a path relative to the job file's folder, got {folder!r}; put the job file "
+            "in the output folder (or above it) instead"
+        )
     try:
         root = base.resolve()
         target = (root / folder).resolve()  # follows symlinks, so a link that points out is caught too
     except (OSError, ValueError, RuntimeError) as exc:
         raise JobError(f"{where}: cannot use {folder!r} as a folder ({exc})") from exc
     if target != root and root not in target.parents:
-        raise JobError(f"{where}: {folder!r} leads outside the job file's folder {root}; a job may only write into "
-                       "its own folder or beneath it")
+        raise JobError(
+            f"{where}: {folder!r} leads outside the job file's folder {root}; a job may only write into "
+            "its own folder or beneath it"
+        )
     return target
 
 

@@ -292,8 +292,24 @@ def spatial_flip(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> T
 _FUNCTIONS: dict[str, OperatorFn] = {
     fn.__name__: fn
     for fn in (
-        add, multiply, threshold, magnitude_gate, invert, rotate_r1, rotate_r2, rotate_r3, rotate_r4, rotate_plane,
-        reflect, erode, dilate, spatial_translate, spatial_rotate, spatial_scale, spatial_flip, ablate,
+        add,
+        multiply,
+        threshold,
+        magnitude_gate,
+        invert,
+        rotate_r1,
+        rotate_r2,
+        rotate_r3,
+        rotate_r4,
+        rotate_plane,
+        reflect,
+        erode,
+        dilate,
+        spatial_translate,
+        spatial_rotate,
+        spatial_scale,
+        spatial_flip,
+        ablate,
     )
 }
 assert _FUNCTIONS.keys() == OPERATORS.keys(), "engine/catalog.py and engine/operators.py list different operators"

@@ -21,7 +21,6 @@ from .errors import AudioError
 __all__ = ["NORMALIZATIONS", "normalize", "postprocess", "smooth"]
 
 
-
 def _curve(values: np.ndarray) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1:

@@ -54,7 +54,7 @@ class PreviewRequest:
 
 def parse_request(data: Any) -> PreviewRequest:
     fields = _Fields(data, "request")
-    fields.get("request", "str", check=lambda v: None if v == "preview" else "must be \"preview\" or \"stop\"")
+    fields.get("request", "str", check=lambda v: None if v == "preview" else 'must be "preview" or "stop"')
     request_id = fields.get("id", "int", 0)
     base_dir = fields.get("base_dir", "str", ".")
     fields.used.add("job")
@@ -85,8 +85,7 @@ def preview_job(request: PreviewRequest, warn: Callable[[str], None]) -> Job:
     job = request.job
     index = next((i for i, f in enumerate(job.frames) if f.frame == request.frame), None)
     if index is None:
-        raise JobError(f"frame: frame {request.frame} is not in the job ({job.frames[0].frame}-"
-                       f"{job.frames[-1].frame})")
+        raise JobError(f"frame: frame {request.frame} is not in the job ({job.frames[0].frame}-{job.frames[-1].frame})")
     frame = job.frames[index]
     changes: dict[str, Any] = {
         "frames": (frame,),
@@ -102,8 +101,10 @@ def preview_job(request: PreviewRequest, warn: Callable[[str], None]) -> Job:
         if request.previous is not None and request.previous.is_file():
             changes["init_image"] = request.previous
         else:
-            warn(f"frame {frame.frame - 1} is not rendered yet, so this image-to-image preview starts from "
-                 f"{'the init image' if job.init_image else 'noise'}; render the frames before it for a true one")
+            warn(
+                f"frame {frame.frame - 1} is not rendered yet, so this image-to-image preview starts from "
+                f"{'the init image' if job.init_image else 'noise'}; render the frames before it for a true one"
+            )
     return dataclasses.replace(job, **changes)
 
 
@@ -146,8 +147,13 @@ class PreviewServer:
 
             sheet = Image.fromarray(bent, mode="RGB")
         save_sheet(sheet, output)
-        self.events.emit("preview", id=request.id, file=str(output), seconds=round(time.perf_counter() - started, 3),
-                         model_loaded=self._model is not model_before)
+        self.events.emit(
+            "preview",
+            id=request.id,
+            file=str(output),
+            seconds=round(time.perf_counter() - started, 3),
+            model_loaded=self._model is not model_before,
+        )
         return output
 
     def handle(self, line: str) -> None:

@@ -148,7 +148,7 @@ class Runner:
             if not is_out_of_memory(exc):
                 raise
             raise EngineError(
-                f"out of memory loading the model ({_memory_detail(exc)}): use \"memory\": \"low\" in the job's "
+                f'out of memory loading the model ({_memory_detail(exc)}): use "memory": "low" in the job\'s '
                 "model (in Blender: Preferences > Memory: Low), or a smaller model"
             ) from exc
 
@@ -194,9 +194,7 @@ class Runner:
         )
 
     def _params(self, frames: Sequence[FrameSpec]) -> dict[str, ParamBatch]:
-        return {
-            p.bend.name: ParamBatch(tuple(f.params.get(p.bend.name, 0.0) for f in frames)) for p in self.job.bends
-        }
+        return {p.bend.name: ParamBatch(tuple(f.params.get(p.bend.name, 0.0) for f in frames)) for p in self.job.bends}
 
     def _follow_steps(self, frames: Sequence[int]) -> None:
         numbers = list(frames)
@@ -221,8 +219,12 @@ class Runner:
         while self._pending and (wait or self._pending[0][1].done()):
             index, encoded, frame_hash, seconds = self._pending.popleft()
             frame = self.job.frames[index]
-            record = {"hash": frame_hash, "seed": self.job.frame_seed(index), "seconds": round(seconds, 4),
-                      "params": frame_record(frame)}
+            record = {
+                "hash": frame_hash,
+                "seed": self.job.frame_seed(index),
+                "seconds": round(seconds, 4),
+                "params": frame_record(frame),
+            }
             path = self.store.write(frame.frame, encoded.result(), record)
             self._rendered.append(frame.frame)
             self.events.emit("frame", frame=frame.frame, file=str(path), seconds=round(seconds, 4))

@@ -81,8 +81,10 @@ def _layers(fields: _Fields) -> tuple[Layer, ...]:
         where = f"sweep.layers[{i}]"
         if isinstance(item, str):
             if not UNET_TARGET.match(item):
-                raise JobError(f"{where}: expected a latent layer (an integer ≥ 0) or a U-Net target "
-                               f"(conv_in, down_blocks.N, mid_block, up_blocks.N, conv_out), got {item!r}")
+                raise JobError(
+                    f"{where}: expected a latent layer (an integer ≥ 0) or a U-Net target "
+                    f"(conv_in, down_blocks.N, mid_block, up_blocks.N, conv_out), got {item!r}"
+                )
             layers.append(item)
         else:
             layer = _coerce(item, "int", where)
@@ -102,8 +104,12 @@ def parse_sweep(data: Any, job: Job) -> SweepSpec:
         raise JobError(f"sweep.bend: the job has no bend named {name!r} (its bends: {names})")
     values = _values(fields, OPERATORS[placed.bend.op].takes_param, name)
     layers = _layers(fields)
-    frame = fields.get("frame", "int", 0, lambda v: None if 0 <= v < len(job.frames)
-                       else f"must be a frame index from 0 to {len(job.frames) - 1}")
+    frame = fields.get(
+        "frame",
+        "int",
+        0,
+        lambda v: None if 0 <= v < len(job.frames) else f"must be a frame index from 0 to {len(job.frames) - 1}",
+    )
     fields.finish()
     if values:
         try:
@@ -118,7 +124,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[Job, SweepSpec]:
     path = Path(path)
     data = read_job_document(path)
     if not isinstance(data, dict) or "sweep" not in data:
-        raise JobError(f"{path}: a sweep file needs a \"sweep\" section (bend, values, layers)")
+        raise JobError(f'{path}: a sweep file needs a "sweep" section (bend, values, layers)')
     section = data.pop("sweep")
     job = load_job(path, data)
     return job, parse_sweep(section, job)
@@ -140,12 +146,18 @@ def row_job(job: Job, spec: SweepSpec, row: int) -> Job:
         for p in job.bends
     )
     frames = tuple(
-        FrameSpec(frame=column, prompt_weights=base.prompt_weights, phase=base.phase, strength=base.strength,
-                  params={**base.params, spec.bend: value} if spec.values else dict(base.params))
+        FrameSpec(
+            frame=column,
+            prompt_weights=base.prompt_weights,
+            phase=base.phase,
+            strength=base.strength,
+            params={**base.params, spec.bend: value} if spec.values else dict(base.params),
+        )
         for column, value in enumerate(spec.values or (0.0,))
     )
-    return dataclasses.replace(job, mode="txt2img", bends=bends, frames=frames,
-                               output_folder=job.output_folder / f"row_{row:02d}")
+    return dataclasses.replace(
+        job, mode="txt2img", bends=bends, frames=frames, output_folder=job.output_folder / f"row_{row:02d}"
+    )
 
 
 def _value_label(op: str, value: float) -> str:
@@ -189,8 +201,14 @@ def run_sweep(
     title = f"{spec.bend} ({bend.op}): {', '.join(job.prompts)[:80] or 'no prompt'}, seed {job.noise_seed}"
     sheet, layout = grid_sheet(tiles, row_labels, column_labels, title)
     save_sheet(sheet, sheet_path)
-    events.emit("sheet", file=str(sheet_path), rows=len(tiles), columns=columns, scale=layout.scale,
-                origins=[[list(o) for o in row] for row in layout.origins])
+    events.emit(
+        "sheet",
+        file=str(sheet_path),
+        rows=len(tiles),
+        columns=columns,
+        scale=layout.scale,
+        origins=[[list(o) for o in row] for row in layout.origins],
+    )
     return sheet_path
 
 

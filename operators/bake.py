@@ -22,8 +22,10 @@ def bake(scene: bpy.types.Scene) -> tuple[str, list[str]]:
         from ..engine.features import FeatureSettings, compute_features
         from ..engine.postprocess import postprocess
     except ImportError as exc:
-        raise AudioSourceError(f"The engine's dependencies are missing ({exc.name}): "
-                               "install them in Preferences > Extensions > Diffusion Bender") from exc
+        raise AudioSourceError(
+            f"The engine's dependencies are missing ({exc.name}): "
+            "install them in Preferences > Extensions > Diffusion Bender"
+        ) from exc
     if settings.source == "MIXDOWN":
         audio = mixdown_audio(scene)
     else:
@@ -35,8 +37,9 @@ def bake(scene: bpy.types.Scene) -> tuple[str, list[str]]:
         spectrum_window=settings.spectrum_window,
     )
     values = compute_features(audio.samples, audio.rate, audio.fps, n_frames=audio.n_frames, settings=feature_settings)
-    values = postprocess(values, audio.fps, normalization=settings.normalization, attack_s=settings.attack,
-                         release_s=settings.release)
+    values = postprocess(
+        values, audio.fps, normalization=settings.normalization, attack_s=settings.attack, release_s=settings.release
+    )
     frames = range(scene.frame_start, scene.frame_end + 1)
     for name in FEATURE_NAMES:
         write_keys(scene, f"bend.audio.{name}", frames, values[name])

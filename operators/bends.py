@@ -35,8 +35,9 @@ class BEND_OT_bend_add(bpy.types.Operator):
         settings = context.scene.bend
         bend = settings.bends.add()
         bend.op = self.op
-        bend.name = unique_bend_name(settings.bends, DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title()),
-                                     exclude=bend)
+        bend.name = unique_bend_name(
+            settings.bends, DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title()), exclude=bend
+        )
         settings.bend_index = len(settings.bends) - 1
         return {"FINISHED"}
 

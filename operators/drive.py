@@ -48,8 +48,9 @@ class BEND_OT_drive_from_feature(bpy.types.Operator):
     bl_label = "Drive from Feature"
     bl_options = {"REGISTER", "UNDO"}
 
-    feature: EnumProperty(name="Feature", items=[(n, FEATURE_LABELS[n][0], FEATURE_LABELS[n][1])
-                                                 for n in FEATURE_NAMES], default="rms")
+    feature: EnumProperty(
+        name="Feature", items=[(n, FEATURE_LABELS[n][0], FEATURE_LABELS[n][1]) for n in FEATURE_NAMES], default="rms"
+    )
     low: FloatProperty(name="Low", description="The parameter when the feature is 0", default=0.0)
     high: FloatProperty(name="High", description="The parameter when the feature is 1", default=1.0)
     index: IntProperty(name="Bend", description="The bend to drive; -1: the active bend", default=-1)

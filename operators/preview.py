@@ -176,8 +176,9 @@ class BEND_OT_preview_frame(bpy.types.Operator):
         if kind == "preview":
             show_preview(event["file"])
             loaded = "model loaded" if event["model_loaded"] else "model warm"
-            self.report({"INFO"}, f"Preview of frame {bpy.context.scene.frame_current} in {event['seconds']:.2f} s "
-                                  f"({loaded})")
+            self.report(
+                {"INFO"}, f"Preview of frame {bpy.context.scene.frame_current} in {event['seconds']:.2f} s ({loaded})"
+            )
             return {"FINISHED"}
         if kind == "cancelled":
             self.report({"WARNING"}, "Preview stopped")

@@ -80,8 +80,11 @@ class BEND_OT_crossfade_at_markers(bpy.types.Operator):
             return {"CANCELLED"}
         markers = sorted(m.frame for m in scene.timeline_markers)
         if len(markers) < n:
-            self.report({"ERROR"}, f"Crossfading {n} prompts needs {n} timeline markers, found {len(markers)}: "
-                                   "add markers in the Timeline (M) where each prompt should be full")
+            self.report(
+                {"ERROR"},
+                f"Crossfading {n} prompts needs {n} timeline markers, found {len(markers)}: "
+                "add markers in the Timeline (M) where each prompt should be full",
+            )
             return {"CANCELLED"}
         key_crossfade(scene, markers[:n])
         self.report({"INFO"}, f"Keyed a crossfade over {n} prompts at frames {', '.join(map(str, markers[:n]))}")

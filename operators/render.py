@@ -40,13 +40,21 @@ class FrameStrip:
         if existing is not None:
             # Resolved: "Make Paths Relative" turns a folder elsewhere into "//../..", which is the same folder.
             folder = Path(bpy.path.abspath(existing.directory)).resolve() if existing.type == "IMAGE" else None
-            same = (folder == self.folder.resolve()
-                    and round(existing.frame_start) == scene.frame_start and existing.elements[0].filename == first)
+            same = (
+                folder == self.folder.resolve()
+                and round(existing.frame_start) == scene.frame_start
+                and existing.elements[0].filename == first
+            )
             if same:
                 return existing
             strips.remove(existing)
-        strip = strips.new_image(name=scene.name, filepath=str(self.folder / first), channel=self._free_channel(),
-                                 frame_start=scene.frame_start, fit_method="ORIGINAL")
+        strip = strips.new_image(
+            name=scene.name,
+            filepath=str(self.folder / first),
+            channel=self._free_channel(),
+            frame_start=scene.frame_start,
+            fit_method="ORIGINAL",
+        )
         # Frames must reach the output as rendered: AgX (the default view transform) would tone-map them.
         scene.view_settings.view_transform = "Standard"
         scene.render.dither_intensity = 0.0
@@ -57,8 +65,10 @@ class FrameStrip:
         scene = self.scene
         channel = max((s.channel for s in sound_strips(scene)), default=0) + 1
         start, end = scene.frame_start, scene.frame_end + 1
-        while any(s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
-                  for s in compat.strips(scene)):
+        while any(
+            s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
+            for s in compat.strips(scene)
+        ):
             channel += 1
         return channel
 
@@ -116,8 +126,10 @@ class RenderSession(EngineSession):
         if self.error:
             return "ERROR", f"Render failed: {self.error}"
         if code < 0:
-            return "ERROR", (f"The render process was killed (signal {-code}), perhaps out of memory: try a smaller "
-                             f"Batch Size or output size. {self.done} new frames are kept; render again to resume")
+            return "ERROR", (
+                f"The render process was killed (signal {-code}), perhaps out of memory: try a smaller "
+                f"Batch Size or output size. {self.done} new frames are kept; render again to resume"
+            )
         return "ERROR", f"The render process failed (exit code {code}): {self.process.last_error_line()}"
 
 
@@ -136,8 +148,10 @@ class BEND_OT_render(EngineRun, bpy.types.Operator):
         first = scene.frame_start if self.frame_start < 0 else self.frame_start
         last = scene.frame_end if self.frame_end < 0 else self.frame_end
         if not scene.frame_start <= first <= last <= scene.frame_end:
-            raise SceneJobError(f"Frames {first}-{last} are not inside the scene's range "
-                                f"{scene.frame_start}-{scene.frame_end}: set Start and End within it")
+            raise SceneJobError(
+                f"Frames {first}-{last} are not inside the scene's range "
+                f"{scene.frame_start}-{scene.frame_end}: set Start and End within it"
+            )
         folder = output_folder(scene)
         job_path = write_job(build_job(scene, preferences.get(context)), folder)
         arguments = ["render", str(job_path)]
@@ -150,8 +164,10 @@ def check_dependencies(context: bpy.types.Context) -> None:
     """Refuse early, naming the fix, when the engine could not import its dependencies."""
     missing = dependencies.missing() if not preferences.get(context).engine_python else []
     if missing:
-        raise SceneJobError(f"The engine's dependencies are missing ({', '.join(missing)}): install them in "
-                            "Preferences > Extensions > Diffusion Bender")
+        raise SceneJobError(
+            f"The engine's dependencies are missing ({', '.join(missing)}): install them in "
+            "Preferences > Extensions > Diffusion Bender"
+        )
 
 
 def engine_python(context: bpy.types.Context) -> str:

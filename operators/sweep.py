@@ -33,8 +33,10 @@ def sweep_layers(text: str) -> list[int | str]:
         elif UNET_TARGET.match(token):
             layers.append(token)
         else:
-            raise SceneJobError(f"Bend > Sweep > Layers: {token!r} is neither a latent layer (a step number) nor a "
-                                "U-Net target (conv_in, down_blocks.N, mid_block, up_blocks.N, conv_out)")
+            raise SceneJobError(
+                f"Bend > Sweep > Layers: {token!r} is neither a latent layer (a step number) nor a "
+                "U-Net target (conv_in, down_blocks.N, mid_block, up_blocks.N, conv_out)"
+            )
     if not layers:
         raise SceneJobError("Bend > Sweep > Layers is empty: list the layers to sweep, e.g. 0, 10, 20")
     return layers
@@ -43,8 +45,12 @@ def sweep_layers(text: str) -> list[int | str]:
 def sweep_section(bend, settings) -> dict[str, object]:
     section: dict[str, object] = {"bend": bend.name, "layers": sweep_layers(settings.layers)}
     if OPERATORS[bend.op].takes_param:
-        section["values"] = {"start": settings.value_start, "stop": settings.value_end, "count": settings.columns,
-                             "endpoint": settings.include_end}
+        section["values"] = {
+            "start": settings.value_start,
+            "stop": settings.value_end,
+            "count": settings.columns,
+            "endpoint": settings.include_end,
+        }
     return section
 
 
@@ -116,7 +122,8 @@ class BEND_OT_sweep(EngineRun, bpy.types.Operator):
         if not bend.enabled:
             raise SceneJobError(f"Bend {bend.name!r} is disabled: enable it to sweep it")
         if OPERATORS[bend.op].takes_param and not all(
-                math.isfinite(v) for v in (scene.bend.sweep.value_start, scene.bend.sweep.value_end)):
+            math.isfinite(v) for v in (scene.bend.sweep.value_start, scene.bend.sweep.value_end)
+        ):
             raise SceneJobError("Bend > Sweep > From and To must be finite numbers")
         sheet = sheet_path(scene, bend.name)
         document = build_job(scene, preferences.get(context), only=range(scene.frame_current, scene.frame_current + 1))

@@ -54,9 +54,7 @@ def draw_dependencies(layout: bpy.types.UILayout, context: bpy.types.Context) ->
         box.label(text=OFFLINE_HINT, icon="INFO")
     row = box.row()
     row.enabled = online
-    row.operator(
-        INSTALL_OPERATOR, text="Install Dependencies" if missing else "Reinstall Dependencies", icon="IMPORT"
-    )
+    row.operator(INSTALL_OPERATOR, text="Install Dependencies" if missing else "Reinstall Dependencies", icon="IMPORT")
 
 
 def draw_missing_notice(layout: bpy.types.UILayout) -> bool:

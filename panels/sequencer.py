@@ -338,8 +338,17 @@ class BEND_PT_render(_SequencerPanel, bpy.types.Panel):
         draw_render(self.layout, context)
 
 
-CLASSES = (BEND_UL_prompts, BEND_UL_bends, BEND_PT_model, BEND_PT_prompts, BEND_PT_audio, BEND_PT_bends,
-           BEND_PT_sweep, BEND_PT_preview, BEND_PT_render)
+CLASSES = (
+    BEND_UL_prompts,
+    BEND_UL_bends,
+    BEND_PT_model,
+    BEND_PT_prompts,
+    BEND_PT_audio,
+    BEND_PT_bends,
+    BEND_PT_sweep,
+    BEND_PT_preview,
+    BEND_PT_render,
+)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -51,23 +51,49 @@ def files(tmp_path_factory):
     (root / "folder").mkdir()
     job = write_job(root / "job", job_document(3, [ROT], model={"source": "no/such-model"}))
     return {
-        "missing": str(root / "missing.json"), "folder": str(root / "folder"), "job": str(job),
-        "broken": str(root / "broken.json"), "wav": str(root / "a.wav"), "empty": str(root / "empty.wav"),
-        "noise": str(root / "noise.wav"), "nul": "a\x00b.json", "newline": str(root / "line\nbreak.wav"),
+        "missing": str(root / "missing.json"),
+        "folder": str(root / "folder"),
+        "job": str(job),
+        "broken": str(root / "broken.json"),
+        "wav": str(root / "a.wav"),
+        "empty": str(root / "empty.wav"),
+        "noise": str(root / "noise.wav"),
+        "nul": "a\x00b.json",
+        "newline": str(root / "line\nbreak.wav"),
     }
 
 
 NUMBERS = ["nan", "inf", "-inf", "-1", "0", "0.0", "1e308", "1e-308", "20", "1e9", "24.5", "-0", "1e300", "3"]
 RANGES = ["5-3", "a-b", "-1", "1-2-3", "2-3", "1", "9-12", "-", "", " 2-3", "1e3", "0-99999999999999999999"]
-FLAGS = ["--frames", "--fps", "--format", "--window-ms", "--center", "--spectrum-window", "--normalize", "--attack",
-         "--release", "--help", "-h", "--", "-", "--fps=nan", "--frames=5-3", "--bogus"]
+FLAGS = [
+    "--frames",
+    "--fps",
+    "--format",
+    "--window-ms",
+    "--center",
+    "--spectrum-window",
+    "--normalize",
+    "--attack",
+    "--release",
+    "--help",
+    "-h",
+    "--",
+    "-",
+    "--fps=nan",
+    "--frames=5-3",
+    "--bogus",
+]
 WORDS = ["render", "features", "json", "csv", "hann", "rect", "minmax", "percentile", "none", "paint"]
 
 
 def _token(paths: dict[str, str]) -> st.SearchStrategy[str]:
     return st.one_of(
-        st.sampled_from(WORDS + FLAGS), st.sampled_from(NUMBERS + RANGES), st.sampled_from(sorted(paths.values())),
-        st.text(max_size=8), st.floats().map(repr), st.integers(-(10**30), 10**30).map(str),
+        st.sampled_from(WORDS + FLAGS),
+        st.sampled_from(NUMBERS + RANGES),
+        st.sampled_from(sorted(paths.values())),
+        st.text(max_size=8),
+        st.floats().map(repr),
+        st.integers(-(10**30), 10**30).map(str),
     )
 
 
@@ -120,8 +146,20 @@ def test_fuzzed_render_and_features_arguments(cli, files, data):
         argv = ["features", data.draw(audio), "--fps", data.draw(fps)]
         for flag in data.draw(st.lists(st.sampled_from(["--window-ms", "--attack", "--release"]), max_size=3)):
             argv += [flag, data.draw(number)]
-        argv += data.draw(st.lists(st.sampled_from(["--center", "--format=csv", "--normalize=minmax",
-                                                     "--normalize=percentile", "--spectrum-window=rect"]), max_size=3))
+        argv += data.draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "--center",
+                        "--format=csv",
+                        "--normalize=minmax",
+                        "--normalize=percentile",
+                        "--spectrum-window=rect",
+                    ]
+                ),
+                max_size=3,
+            )
+        )
     code, err = cli(argv)
     _check_answer(argv, code, err)
 
@@ -192,8 +230,12 @@ def test_bad_bend_parameters_name_the_bend_and_the_frame_number(tmp_path, bend, 
         {"name": "flip", "op": "reflect", "latent_layer": 0, "options": {"channel": 7}},
         {"name": "chan", "op": "add", "latent_layer": 1, "selection": {"kind": "channel", "index": 7}},
         {"name": "row", "op": "add", "latent_layer": 0, "selection": {"kind": "row", "index": 8}},
-        {"name": "col", "op": "multiply", "unet": {"target": "mid_block"},
-         "selection": {"kind": "column", "index": 99}},
+        {
+            "name": "col",
+            "op": "multiply",
+            "unet": {"target": "mid_block"},
+            "selection": {"kind": "column", "index": 99},
+        },
         {"name": "plane", "op": "rotate_plane", "latent_layer": 2, "options": {"plane": [0, 4]}},
     ],
 )
@@ -211,8 +253,10 @@ def test_out_of_range_indexes_name_the_bend_and_the_frame_number(tmp_path, tiny_
 
 # 3e38 is a valid float32 parameter, but adding it twice overflows every element to +inf
 OVERFLOW = [{"name": "big", "op": "add", "latent_layer": 1}, {"name": "bigger", "op": "add", "latent_layer": 1}]
-OVERFLOW_UNET = [{"name": "big", "op": "add", "unet": {"target": "mid_block", "steps": [1, 2]}},
-                 {"name": "bigger", "op": "add", "unet": {"target": "mid_block", "steps": [1, 2]}}]
+OVERFLOW_UNET = [
+    {"name": "big", "op": "add", "unet": {"target": "mid_block", "steps": [1, 2]}},
+    {"name": "bigger", "op": "add", "unet": {"target": "mid_block", "steps": [1, 2]}},
+]
 
 
 def _overflowing(bends: list[dict], **overrides) -> dict:
@@ -323,13 +367,16 @@ def test_a_symlink_cannot_lead_a_job_out_of_its_folder(tmp_path):
         with pytest.raises(JobError, match=r"^output\.folder: .*leads outside"):
             parse_job(job_document(1, output={"folder": folder}), tmp_path / "job")
     (tmp_path / "job" / "inside").symlink_to(tmp_path / "job" / "real", target_is_directory=True)
-    assert parse_job(job_document(1, output={"folder": "inside"}), tmp_path / "job").output_folder == (
-        tmp_path / "job" / "real"
-    ).resolve()
+    assert (
+        parse_job(job_document(1, output={"folder": "inside"}), tmp_path / "job").output_folder
+        == (tmp_path / "job" / "real").resolve()
+    )
 
 
-@pytest.mark.parametrize(("folder", "expected"), [(".", ""), ("", ""), ("frames", "frames"), ("a/../b", "b"),
-                                                  ("frames/./take 2", "frames/take 2")])
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [(".", ""), ("", ""), ("frames", "frames"), ("a/../b", "b"), ("frames/./take 2", "frames/take 2")],
+)
 def test_a_job_may_write_into_its_folder_or_beneath_it(tmp_path, folder, expected):
     path = write_job(tmp_path / "job", job_document(1, output={"folder": folder}))
     assert load_job(path).output_folder == (tmp_path / "job" / expected).resolve()
@@ -348,8 +395,15 @@ PAYLOADS = [
 def test_nothing_in_a_job_is_evaluated(tmp_path, tiny_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bends = [{"name": payload, "op": "add", "latent_layer": i} for i, payload in enumerate(PAYLOADS)]
-    doc = job_document(2, bends, **SMALL, prompts=PAYLOADS[:2], negative_prompt=PAYLOADS[2],
-                       img2img={"prompt": PAYLOADS[3]}, output={"folder": PAYLOADS[1]})
+    doc = job_document(
+        2,
+        bends,
+        **SMALL,
+        prompts=PAYLOADS[:2],
+        negative_prompt=PAYLOADS[2],
+        img2img={"prompt": PAYLOADS[3]},
+        output={"folder": PAYLOADS[1]},
+    )
     summary, _ = _render(tmp_path, doc, tiny_model)
     assert summary.rendered == [1, 2]
     out = tmp_path / PAYLOADS[1]  # the folder name is taken literally

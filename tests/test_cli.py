@@ -40,8 +40,12 @@ def done(result: subprocess.CompletedProcess) -> dict:
 def test_render_12_frames_resume_and_rerender_one(tmp_path, mode):
     bends = [
         {"name": "rot", "op": "rotate_r1", "latent_layer": 0},
-        {"name": "gain", "op": "add", "unet": {"target": "mid_block", "steps": [0, 2]},
-         "selection": {"kind": "random", "fraction": 0.05, "seed": 3}},
+        {
+            "name": "gain",
+            "op": "add",
+            "unet": {"target": "mid_block", "steps": [0, 2]},
+            "selection": {"kind": "random", "fraction": 0.05, "seed": 3},
+        },
     ]
     doc = job_document(12, bends, mode=mode, width=64, height=64, steps=4, batch_size=4)
     job = write_job(tmp_path, doc)

@@ -17,8 +17,9 @@ STEPS = 4
 
 def _render(model, stack=(), params=None, steps=STEPS, guidance=7.5, on_step=None):
     bank = PromptBank(model.tokenizer, model.text_encoder, ["a floating orb"])
-    sampler = BentSampler(model, BendStack(list(stack)), steps=steps, guidance=guidance, uncond=bank.encode([""]),
-                          on_step=on_step)
+    sampler = BentSampler(
+        model, BendStack(list(stack)), steps=steps, guidance=guidance, uncond=bank.encode([""]), on_step=on_step
+    )
     noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))
     return sampler, sampler.txt2img(noise, bank.mix([[1.0]]), params or {}, seed=46)
 

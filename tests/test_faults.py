@@ -96,8 +96,9 @@ def uninterrupted(tmp_path_factory, tiny_model) -> Path:
 
 
 @pytest.mark.parametrize("fault", ["kill-png", "kill-manifest"])
-def test_a_kill_mid_write_leaves_whole_frames_and_resumes_to_the_same_pixels(tmp_path, tiny_model, uninterrupted,
-                                                                            fault):
+def test_a_kill_mid_write_leaves_whole_frames_and_resumes_to_the_same_pixels(
+    tmp_path, tiny_model, uninterrupted, fault
+):
     job = write_job(tmp_path, KILL_JOB)
     killed = _engine("render", str(job), fault=(fault, "3"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -217,8 +218,11 @@ CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total ca
 MPS_OOM = "MPS backend out of memory (MPS allocated: 6 GB, other allocations: 1 GB). Tried to allocate 2 GB on a pool."
 
 
-@pytest.mark.parametrize("error", [torch.OutOfMemoryError(CUDA_OOM), torch.cuda.OutOfMemoryError(CUDA_OOM),
-                                   RuntimeError(MPS_OOM)], ids=["torch", "cuda", "mps"])
+@pytest.mark.parametrize(
+    "error",
+    [torch.OutOfMemoryError(CUDA_OOM), torch.cuda.OutOfMemoryError(CUDA_OOM), RuntimeError(MPS_OOM)],
+    ids=["torch", "cuda", "mps"],
+)
 def test_out_of_memory_names_the_fix_and_keeps_finished_frames(tmp_path, tiny_model, monkeypatch, error):
     calls = []
     forward = UNet2DConditionModel.forward

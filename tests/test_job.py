@@ -104,18 +104,28 @@ def test_img2img_hashes_ripple_forward(tmp_path):
 
 def test_defaults_and_explicit_values_hash_alike(tmp_path):
     implicit = {"version": 1, "frames": [{"frame": 1}]}
-    explicit = {"version": 1, "steps": 50, "guidance": 7.5, "seed": 46, "model": {"scheduler": "ddim"},
-                "frames": [{"frame": 1, "phase": 0.0}]}
+    explicit = {
+        "version": 1,
+        "steps": 50,
+        "guidance": 7.5,
+        "seed": 46,
+        "model": {"scheduler": "ddim"},
+        "frames": [{"frame": 1, "phase": 0.0}],
+    }
     assert parse_job(implicit, tmp_path).frame_hashes() == parse_job(explicit, tmp_path).frame_hashes()
 
 
 # Property-based: whatever a user (or a broken tool) writes into a job, the parser gives a job or one JobError.
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
 )
 _json_value = st.recursive(
-    _json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -133,8 +143,14 @@ def _paths(value, prefix=()):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_jobs_parse_or_fail_with_a_job_error(tmp_path, data):
-    doc = job_document(3, [copy.deepcopy(ROT), copy.deepcopy(MID), {"name": "e", "op": "erode", "latent_layer": 4,
-                                                                    "options": {"normalize_dim": 1}}])
+    doc = job_document(
+        3,
+        [
+            copy.deepcopy(ROT),
+            copy.deepcopy(MID),
+            {"name": "e", "op": "erode", "latent_layer": 4, "options": {"normalize_dim": 1}},
+        ],
+    )
     for _ in range(data.draw(st.integers(1, 3))):
         paths = list(_paths(doc))[1:]
         path = data.draw(st.sampled_from(paths))

@@ -31,9 +31,15 @@ class Server:
 
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.process = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.events: Queue = Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -63,8 +69,15 @@ class Server:
 
 
 def request(tmp_path: Path, doc: dict, frame: int, **fields) -> dict:
-    return {"request": "preview", "id": fields.pop("id", 1), "job": doc, "base_dir": str(tmp_path), "frame": frame,
-            "folder": str(tmp_path / "preview"), **fields}
+    return {
+        "request": "preview",
+        "id": fields.pop("id", 1),
+        "job": doc,
+        "base_dir": str(tmp_path),
+        "frame": frame,
+        "folder": str(tmp_path / "preview"),
+        **fields,
+    }
 
 
 def read(path: str | Path) -> np.ndarray:
@@ -134,8 +147,10 @@ def test_image_to_image_previews_start_from_the_previous_frame(tmp_path, tiny_mo
     warnings: list[str] = []
     job = preview_job(parse_request(request(tmp_path, doc, 3)), warnings.append)
     assert job.init_image is None and job.seed == 46 + 2
-    assert warnings == ["frame 2 is not rendered yet, so this image-to-image preview starts from noise; render the "
-                        "frames before it for a true one"]
+    assert warnings == [
+        "frame 2 is not rendered yet, so this image-to-image preview starts from noise; render the "
+        "frames before it for a true one"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,17 @@ RECIPES = sorted((ROOT / "recipes").glob("*.json"))
 
 def test_there_is_a_recipe_for_each_figure_and_the_readme_gives_its_command():
     figures = {path.name.split("_")[0] for path in RECIPES}
-    assert figures == {"figure1b", "figure1c", "figure1d", "figure1e", "figure1fj", "figure2", "figure3", "figure4",
-                       "figure5"}
+    assert figures == {
+        "figure1b",
+        "figure1c",
+        "figure1d",
+        "figure1e",
+        "figure1fj",
+        "figure2",
+        "figure3",
+        "figure4",
+        "figure5",
+    }
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for path in RECIPES:
         assert f"recipes/{path.name}" in readme, path.name

@@ -111,12 +111,12 @@ def test_batched_frames_equal_frames_rendered_alone(tiny_model):
     weights = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     angles, gains = (0.0, 1.5, 3.0), (1.0, 0.5, 2.0)
     noise = _noise(tiny_model, 3)
-    batched = sampler.txt2img(
-        noise, bank.mix(weights), {"rot": ParamBatch(angles), "mid": ParamBatch(gains)}, seed=46
-    )
+    batched = sampler.txt2img(noise, bank.mix(weights), {"rot": ParamBatch(angles), "mid": ParamBatch(gains)}, seed=46)
     for i in range(3):
         alone = sampler.txt2img(
-            noise[i : i + 1], bank.mix([weights[i]]), {"rot": ParamBatch((angles[i],)), "mid": ParamBatch((gains[i],))},
+            noise[i : i + 1],
+            bank.mix([weights[i]]),
+            {"rot": ParamBatch((angles[i],)), "mid": ParamBatch((gains[i],))},
             seed=46,
         )
         torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-4, rtol=1e-4)
@@ -129,7 +129,11 @@ def test_img2img_layers_count_the_steps_that_run(tiny_model, steps, strength, ex
     final = PlacedBend(Bend(name="final", op="ablate"), Placement(latent_layer=expected))
     bank, uncond = _embeddings(tiny_model, ["a floating orb"])
     sampler = BentSampler(
-        tiny_model, BendStack([final]), steps=steps, guidance=GUIDANCE, uncond=uncond,
+        tiny_model,
+        BendStack([final]),
+        steps=steps,
+        guidance=GUIDANCE,
+        uncond=uncond,
         on_step=lambda step, total: seen.append((step, total)),
     )
     clean = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))

@@ -37,10 +37,12 @@ def sweep_document(sweep: dict, bends: list[dict] | None = None, **overrides) ->
 def render_alone(job, bend_name: str, layer: int, value: float, folder, model) -> np.ndarray:
     """One frame with the bend at ``layer`` and parameter ``value``, as an ordinary one-frame render."""
     base = job.frames[0]
-    bends = tuple(PlacedBend(p.bend, Placement(latent_layer=layer)) if p.bend.name == bend_name else p
-                  for p in job.bends)
-    frame = FrameSpec(frame=1, prompt_weights=base.prompt_weights, phase=base.phase, strength=base.strength,
-                      params={bend_name: value})
+    bends = tuple(
+        PlacedBend(p.bend, Placement(latent_layer=layer)) if p.bend.name == bend_name else p for p in job.bends
+    )
+    frame = FrameSpec(
+        frame=1, prompt_weights=base.prompt_weights, phase=base.phase, strength=base.strength, params={bend_name: value}
+    )
     alone = dataclasses.replace(job, bends=bends, frames=(frame,), batch_size=1, output_folder=folder)
     Runner(alone, EventStream(None), model=model).run()
     with Image.open(folder / "frame_00001.png") as image:
@@ -48,8 +50,9 @@ def render_alone(job, bend_name: str, layer: int, value: float, folder, model) -
 
 
 def test_r1_over_8_angles_by_3_layers_is_a_labelled_sheet_of_the_frames_rendered_one_by_one(tmp_path, tiny_model):
-    path = write_job(tmp_path / "sweep", sweep_document({"bend": "R1", "values": ANGLES, "layers": [0, 2, 4]}),
-                     name="sweep.json")
+    path = write_job(
+        tmp_path / "sweep", sweep_document({"bend": "R1", "values": ANGLES, "layers": [0, 2, 4]}), name="sweep.json"
+    )
     result = engine("sweep", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
     stream = events(result)
@@ -73,8 +76,9 @@ def test_r1_over_8_angles_by_3_layers_is_a_labelled_sheet_of_the_frames_rendered
     assert (sheet[:y0, :, :] < 100).any() and (sheet[y0:, :x0, :] < 100).any()
     # The columns differ: the sweep really varied the angle (a constant tile row would pass the test above).
     x1, y1 = sheet_event["origins"][0][2]
-    assert not np.array_equal(sheet[y0 : y0 + 32 * scale, x0 : x0 + 32 * scale],
-                              sheet[y1 : y1 + 32 * scale, x1 : x1 + 32 * scale])
+    assert not np.array_equal(
+        sheet[y0 : y0 + 32 * scale, x0 : x0 + 32 * scale], sheet[y1 : y1 + 32 * scale, x1 : x1 + 32 * scale]
+    )
 
     again = events(engine("sweep", str(path), "--sheet", str(tmp_path / "again.png")))
     assert [e["todo"] for e in again if e["event"] == "start"] == [0, 0, 0]  # rows resume like renders

@@ -15,8 +15,9 @@ ENCODINGS = {
 }
 
 
-def tone(seconds: float, rate: int, freq: float, amplitude: float, start: float = 0.0,
-         end: float | None = None) -> np.ndarray:
+def tone(
+    seconds: float, rate: int, freq: float, amplitude: float, start: float = 0.0, end: float | None = None
+) -> np.ndarray:
     """A sine of ``amplitude`` that sounds from ``start`` to ``end`` seconds and is silent elsewhere."""
     t = np.arange(round(seconds * rate)) / rate
     on = (t >= start) & (t < (seconds if end is None else end))

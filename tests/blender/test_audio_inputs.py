@@ -59,8 +59,11 @@ def test_every_format_bakes_the_same_loudness_in_the_same_frames(scene, tmp_path
     """A 480 Hz sine of amplitude 0.5 from 0.25 s to 0.75 s: frames 4 to 9 at 12 fps, silence around them."""
     signal = tone(1.0, rate, 480, 0.5, start=0.25, end=0.75)
     folder = tmp_path / "my songs ünï 音"
-    path = write_wav(folder / "tone ü 音.wav", signal, rate) if kind == "wav" else (
-        encode(folder / f"tone ü 音.{kind}", signal, rate, kind))
+    path = (
+        write_wav(folder / "tone ü 音.wav", signal, rate)
+        if kind == "wav"
+        else (encode(folder / f"tone ü 音.{kind}", signal, rate, kind))
+    )
     _add(scene, "song", path)
     rms = _bake(scene)
     centroid = _curve(scene, "centroid")
@@ -80,8 +83,10 @@ PLACEMENTS = {
     "hold offset": ({"animation_offset_start": 3}, list(range(4, 16))),
     "sound offset": ({"sound_offset": 0.25}, [0] * 3 + list(range(1, 10))),
     "negative sound offset": ({"sound_offset": -0.25}, list(range(4, 16))),
-    "all of them": ({"frame_start": 3, "animation_offset_start": 2, "frame_offset_start": 2, "sound_offset": 0.25},
-                    [0] * 4 + list(range(2, 10))),
+    "all of them": (
+        {"frame_start": 3, "animation_offset_start": 2, "frame_offset_start": 2, "sound_offset": 0.25},
+        [0] * 4 + list(range(2, 10)),
+    ),
 }
 
 
@@ -120,8 +125,11 @@ def test_strip_the_scene_never_hears_is_refused_and_keeps_the_bake(scene, tmp_pa
     before = _keys(scene)
 
     strip.frame_start = 20  # after the scene's end
-    with pytest.raises(RuntimeError, match=r"Sound strip 'song' \(frames 20 to 43\) is not heard in the scene's "
-                                           r"frames 1 to 12: move it, or change the scene's frame range"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"Sound strip 'song' \(frames 20 to 43\) is not heard in the scene's "
+        r"frames 1 to 12: move it, or change the scene's frame range",
+    ):
         bpy.ops.bend.bake_audio()
     strip.frame_start = -30  # over before the scene starts
     with pytest.raises(RuntimeError, match=r"'song' \(frames -30 to -7\) is not heard"):

@@ -58,7 +58,8 @@ def test_missing_dependencies(renderable, monkeypatch):
 def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_path):
     """The engine is killed (SIGKILL, as the kernel's out-of-memory killer does) after its first frame."""
     wrapper = tmp_path / "python-that-dies"
-    wrapper.write_text(textwrap.dedent(f"""\
+    wrapper.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import json, os, signal, subprocess, sys
         child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
@@ -68,7 +69,8 @@ def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_pat
             if json.loads(line)["event"] == "frame":
                 child.kill()
                 os.kill(os.getpid(), signal.SIGKILL)
-        """))
+        """)
+    )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     _prefs().engine_python = str(wrapper)
     with pytest.raises(RuntimeError, match=r"killed \(signal 9\).*Batch Size.*new frames are kept"):

@@ -355,8 +355,9 @@ def test_recorder_catches_a_property_typo(scene):
 def test_recorder_catches_a_typo_inside_a_draw_function(scene, monkeypatch):
     add_bend(scene)
     spec = ext().engine.catalog.OPERATORS["rotate_plane"]
-    monkeypatch.setitem(ext().engine.catalog.OPERATORS, "rotate_plane", type(spec)(
-        spec.name, spec.summary, options=("planee",)))
+    monkeypatch.setitem(
+        ext().engine.catalog.OPERATORS, "rotate_plane", type(spec)(spec.name, spec.summary, options=("planee",))
+    )
     scene.bend.bends[0].op = "rotate_plane"
     with pytest.raises(LayoutError, match="planee"):
         draw_fn(module("panels.sequencer").draw_bends, bpy.context)
@@ -449,12 +450,15 @@ def test_dependency_box(scene, deps, online, missing):
     assert rec.operator("wm.path_open").result.filepath == str(module("dependencies").site_packages())
 
 
-@pytest.mark.parametrize("running, returncode, shown", [
-    (True, None, "Installing..."),
-    (False, 1, "Install Failed (Exit Code 1)"),
-    (False, 0, None),
-    (False, None, None),
-])
+@pytest.mark.parametrize(
+    "running, returncode, shown",
+    [
+        (True, None, "Installing..."),
+        (False, 1, "Install Failed (Exit Code 1)"),
+        (False, 0, None),
+        (False, None, None),
+    ],
+)
 def test_dependency_box_shows_the_installer_state(scene, deps, running, returncode, shown):
     deps.missing, deps.running, deps.returncode = ["torch"], running, returncode
     deps.log = [f"line {i}" for i in range(10)]
@@ -525,11 +529,23 @@ def test_model_panel(scene, deps, mode, phase_mode, prompt_source):
     settings.mode, settings.phase_mode, settings.img2img_prompt_source = mode, phase_mode, prompt_source
     rec = draw_panel(panel("BEND_PT_model"))
     drawn = set(rec.props(settings))
-    assert {"model_source", "mode", "steps", "guidance", "seed", "scheduler", "batch_size", "noise_seed",
-            "phase_mode"} <= drawn
+    assert {
+        "model_source",
+        "mode",
+        "steps",
+        "guidance",
+        "seed",
+        "scheduler",
+        "batch_size",
+        "noise_seed",
+        "phase_mode",
+    } <= drawn
     img2img = mode == "img2img"
-    assert {"strength", "img2img_prompt_source", "init_image"} <= drawn if img2img else not drawn & {
-        "strength", "img2img_prompt_source", "init_image", "img2img_prompt"}
+    assert (
+        {"strength", "img2img_prompt_source", "init_image"} <= drawn
+        if img2img
+        else not drawn & {"strength", "img2img_prompt_source", "init_image", "img2img_prompt"}
+    )
     assert ("img2img_prompt" in drawn) is (img2img and prompt_source == "CUSTOM")
     assert ("noise_phase" in drawn) is (phase_mode == "CUSTOM")
     assert rec.prop_call(settings, "batch_size").state["active"] is not img2img
@@ -568,7 +584,8 @@ def test_model_panel_shows_the_missing_notice_first(scene, deps):
     rec = draw_panel(panel("BEND_PT_model"))
     assert rec.operators()[0] == "bend.install_dependencies"
     assert rec.calls.index(rec.operator("bend.install_dependencies")) < rec.calls.index(
-        rec.prop_call(scene.bend, "model_source"))
+        rec.prop_call(scene.bend, "model_source")
+    )
     for name in ("BEND_PT_prompts", "BEND_PT_audio", "BEND_PT_bends", "BEND_PT_render", "BEND_PT_graph_bends"):
         assert "bend.install_dependencies" not in draw_panel(panel(name)).operators()
 
@@ -579,8 +596,11 @@ def test_model_panel_shows_the_missing_notice_first(scene, deps):
 def test_prompts_panel_empty(scene, deps):
     rec = draw_panel(panel("BEND_PT_prompts"))
     [lst] = rec.named("template_list")
-    assert (lst["listtype_name"], lst["propname"], lst["active_propname"]) == ("BEND_UL_prompts", "prompts",
-                                                                              "prompt_index")
+    assert (lst["listtype_name"], lst["propname"], lst["active_propname"]) == (
+        "BEND_UL_prompts",
+        "prompts",
+        "prompt_index",
+    )
     assert {"bend.prompt_add", "bend.prompt_remove", "bend.crossfade_at_markers"} <= set(rec.operators())
     assert "negative_prompt" in rec.props(scene.bend)
 
@@ -607,8 +627,9 @@ def test_audio_panel_without_sequence_editor(scene, deps):
     context = types.SimpleNamespace(scene=scene, preferences=bpy.context.preferences)
     rec = draw_panel(panel("BEND_PT_audio"), context)
     assert scene.sequence_editor is None, "drawing must not create data"
-    assert {"source", "strip", "window_ms", "centered", "spectrum_window", "normalization", "attack",
-            "release"} <= set(rec.props(bake))
+    assert {"source", "strip", "window_ms", "centered", "spectrum_window", "normalization", "attack", "release"} <= set(
+        rec.props(bake)
+    )
     assert rec.named("prop_search") == []
     assert "bend.bake_audio" in rec.operators()
     assert rec.props(scene.bend.audio) == list(ext().engine.catalog.FEATURE_NAMES)
@@ -667,8 +688,7 @@ def test_audio_panel_shows_animated_features(scene, deps):
 def test_bends_panel_empty(scene, deps):
     rec = draw_panel(panel("BEND_PT_bends"))
     [lst] = rec.named("template_list")
-    assert (lst["listtype_name"], lst["propname"], lst["active_propname"]) == ("BEND_UL_bends", "bends",
-                                                                              "bend_index")
+    assert (lst["listtype_name"], lst["propname"], lst["active_propname"]) == ("BEND_UL_bends", "bends", "bend_index")
     assert rec.props() == []
     ops = rec.operators()
     assert {"bend.bend_add", "bend.bend_remove", "bend.bend_duplicate"} <= set(ops)
@@ -715,8 +735,11 @@ def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
                     assert rec.props(scene.bend.bends[1]) == []  # only the active bend's settings
                     assert {"op", "place", "selection"} <= set(drawn)
                     assert ("latent_layer" in drawn) is (place == "LATENT")
-                    assert {"unet_target", "step_start", "step_end"} <= set(drawn) if place == "UNET" else not (
-                        {"unet_target", "step_start", "step_end"} & set(drawn))
+                    assert (
+                        {"unet_target", "step_start", "step_end"} <= set(drawn)
+                        if place == "UNET"
+                        else not ({"unet_target", "step_start", "step_end"} & set(drawn))
+                    )
                     assert ("selection_index" in drawn) is (selection in ("channel", "row", "column"))
                     random = selection in ("random", "random_channels")
                     assert ("fraction" in drawn) is random and ("selection_seed" in drawn) is random

@@ -62,7 +62,8 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
         _prefs().model_source = "tiny-random"
         job = ext.scene_job.build_job(scene, _prefs())  # what a render reads, frame by frame
         assert [f["bends"][driven.name] for f in job["frames"][: len(FEATURE)]] == pytest.approx(
-            [LOW + (HIGH - LOW) * v for v in FEATURE], abs=1e-6)
+            [LOW + (HIGH - LOW) * v for v in FEATURE], abs=1e-6
+        )
     finally:
         bpy.ops.wm.read_homefile(use_empty=True)  # leave no file with a failed driver behind
 
@@ -80,8 +81,10 @@ class _BpyWithOnlineAccess:
         return getattr(bpy, name)
 
 
-@pytest.mark.parametrize(("allowed", "online", "download"),
-                         [(False, False, False), (True, False, False), (False, True, False), (True, True, True)])
+@pytest.mark.parametrize(
+    ("allowed", "online", "download"),
+    [(False, False, False), (True, False, False), (False, True, False), (True, True, True)],
+)
 def test_downloads_need_the_preference_and_online_access(scene, monkeypatch, allowed, online, download):
     scene_job = blender_env.extension().scene_job
     prefs = _prefs()
@@ -134,8 +137,18 @@ def test_the_target_install_asks_pip_for_exactly_the_pins(vendor_setup, monkeypa
     positional = [a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1] not in takes_value]
     assert positional[0] == "install"
     assert sorted(positional[1:]) == sorted(f"{n}=={v}" for n, v in pins["engine"].items())
-    forbidden = ("--pre", "--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--editable", "-e",
-                 "--no-index", "--upgrade-strategy")
+    forbidden = (
+        "--pre",
+        "--index-url",
+        "-i",
+        "--extra-index-url",
+        "--find-links",
+        "-f",
+        "--editable",
+        "-e",
+        "--no-index",
+        "--upgrade-strategy",
+    )
     assert not [a for a in args if a.split("=")[0] in forbidden]
     assert not [a for a in args if "://" in a or a.startswith(("git+", "file:"))]
 
