@@ -2,19 +2,27 @@
 
 "Install Dependencies" puts them in the extension's user folder (``<user extensions>/.user/<repo>/<id>/
 site-packages``), which survives extension updates. That folder is appended to ``sys.path`` on register, after
-Blender's own site-packages, so Blender's numpy always wins.
+Blender's own site-packages, so Blender's numpy always wins. With an Engine Python set (``engine_python.py``),
+renders, previews and sweeps need none of them in Blender's Python (the bake still analyses the sound there and
+asks for numpy and scipy itself: operators/bake.py).
+
+The compute choices (which torch build Install Dependencies fetches, and its size) come from dependencies.toml
+through ``vendor_setup``, which is stdlib only and so cheap to import here.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
 
 import bpy
 
-# The import names of what vendor_setup.py installs for the engine.
-ENGINE_MODULES = ("torch", "diffusers", "transformers", "kornia", "scipy", "safetensors", "PIL")
+from . import preferences, vendor_setup
+
+# The import names of what vendor_setup.py installs for the engine (numpy only where Blender has none).
+ENGINE_MODULES = ("numpy", "torch", "diffusers", "transformers", "kornia", "scipy", "safetensors", "PIL")
 
 
 def site_packages() -> Path:
@@ -35,5 +43,33 @@ def remove_from_path() -> None:
 
 
 def missing() -> list[str]:
-    """The engine's dependencies this Blender cannot import."""
+    """The engine's dependencies this Blender cannot import; none when an Engine Python brings its own."""
+    if preferences.get().engine_python:
+        return []
     return [name for name in ENGINE_MODULES if importlib.util.find_spec(name) is None]
+
+
+@functools.cache
+def compute_choices() -> dict[str, dict]:
+    """``[compute.*]`` of dependencies.toml: label, description and the torch build per OS."""
+    return vendor_setup.read_compute()
+
+
+def resolve_compute(choice: str) -> str:
+    """The preference's compute choice with "auto" resolved for this machine."""
+    return vendor_setup.default_compute() if choice == "auto" else choice
+
+
+def compute_build(choice: str) -> dict | None:
+    """The torch build of a compute choice on this OS (index, sizes), or None when it has none here."""
+    return compute_choices()[resolve_compute(choice)].get(vendor_setup.this_os())
+
+
+def compute_summary(choice: str) -> str:
+    """What Install Dependencies will fetch for this choice, with its size, shown before it starts."""
+    resolved = resolve_compute(choice)
+    label = compute_choices()[resolved]["label"]
+    build = compute_build(choice)
+    if build is None:
+        return f"{label} has no torch build for {vendor_setup.this_os()}: choose another Compute"
+    return f"{label}: {vendor_setup.size_text(build)}"

@@ -2,9 +2,17 @@
 
 # No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from . import vendor_setup
 from .engine.catalog import PRECISIONS
+
+
+def _compute_items() -> list[tuple[str, str, str]]:
+    choices = vendor_setup.read_compute()
+    automatic = choices[vendor_setup.default_compute()]["label"]
+    auto = ("auto", f"Automatic ({automatic})", "NVIDIA CUDA when nvidia-smi is found, Apple on a Mac, else CPU only")
+    return [auto, *((name, c["label"], c["description"]) for name, c in choices.items())]
 
 
 class BendPreferences(bpy.types.AddonPreferences):
@@ -47,6 +55,14 @@ class BendPreferences(bpy.types.AddonPreferences):
         name="Compile U-Net",
         description="torch.compile the U-Net: faster frames after a slow first one; worth it for long renders",
     )
+    cpu_threads: IntProperty(
+        name="CPU Threads",
+        description="Threads the engine computes with on the CPU; 0: automatic, every core but one, which keeps "
+        "Blender responsive while it renders",
+        default=0,
+        min=0,
+        soft_max=64,
+    )
     preview_idle_minutes: FloatProperty(
         name="Release Preview After",
         description="Minutes without a preview before the preview process exits and frees the GPU",
@@ -56,8 +72,15 @@ class BendPreferences(bpy.types.AddonPreferences):
     )
     engine_python: StringProperty(
         name="Engine Python",
-        description="Python that runs the engine; empty: Blender's own, with the installed dependencies",
+        description="A Python that has the engine's packages (a venv or conda env) to run renders, previews "
+        "and sweeps; empty: Blender's own, with the installed dependencies",
         subtype="FILE_PATH",
+    )
+    compute: EnumProperty(
+        name="Compute",
+        description="Which torch build Install Dependencies fetches",
+        items=_compute_items(),
+        default="auto",
     )
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -71,10 +94,10 @@ class BendPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "memory")
         row.prop(self, "compile_unet")
+        layout.prop(self, "cpu_threads")
         layout.prop(self, "allow_download")
         layout.prop(self, "trust_pickle")
         layout.prop(self, "preview_idle_minutes")
-        layout.prop(self, "engine_python")
         draw_dependencies(layout, context)
 
 

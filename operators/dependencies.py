@@ -1,4 +1,8 @@
-"""Install Dependencies: vendor_setup.py in a child process, into the extension's user site-packages.
+"""Install Dependencies (vendor_setup.py in a child process, into the extension's user site-packages) and
+Check Engine Python.
+
+The install fetches the torch build of the Compute preference. When pip fails, vendor_setup.py's last line is
+pip's own reason, and that is what the operator reports.
 
 The child is Blender's own Python (``sys.executable``), so the wheels pip picks match Blender. The operator is
 modal: a reader thread moves the child's output lines into a queue, and a window-manager timer drains it into the
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import bpy
 
-from .. import dependencies
+from .. import dependencies, engine_python, preferences, vendor_setup
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR_SETUP = ROOT / "vendor_setup.py"
@@ -47,9 +51,16 @@ def online_access() -> bool:
     return bool(bpy.app.online_access)
 
 
-def install_command() -> list[str]:
-    """Blender's Python running vendor_setup.py into the extension's user site-packages."""
-    return [sys.executable, str(VENDOR_SETUP), "--target", str(dependencies.site_packages())]
+def install_command(compute: str = "auto") -> list[str]:
+    """Blender's Python running vendor_setup.py into the extension's user site-packages, for a compute choice."""
+    return [
+        sys.executable,
+        str(VENDOR_SETUP),
+        "--target",
+        str(dependencies.site_packages()),
+        "--compute",
+        dependencies.resolve_compute(compute),
+    ]
 
 
 def install_environment() -> dict[str, str]:
@@ -57,10 +68,10 @@ def install_environment() -> dict[str, str]:
     return dict(os.environ, PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
 
 
-def _start() -> subprocess.Popen:
+def _start(compute: str = "auto") -> subprocess.Popen:
     _log.clear()
     _state["returncode"] = None
-    command = install_command()
+    command = install_command(compute)
     _log.append("$ " + " ".join(command))
     return subprocess.Popen(
         command,
@@ -122,18 +133,22 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
         if not online_access():
             self.report({"ERROR"}, f"Installing dependencies downloads packages: {ONLINE_ACCESS_HINT}")
             return {"CANCELLED"}
+        compute = preferences.get(context).compute
+        if dependencies.compute_build(compute) is None:
+            self.report({"ERROR"}, dependencies.compute_summary(compute))
+            return {"CANCELLED"}
         if bpy.app.background or context.window is None:
-            return self._run_blocking()
-        return self._start_modal(context)
+            return self._run_blocking(compute)
+        return self._start_modal(context, compute)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         return self.execute(context)
 
     # Background mode: no event loop to come back to.
-    def _run_blocking(self) -> set[str]:
+    def _run_blocking(self, compute: str) -> set[str]:
         _state["running"] = True
         try:
-            process = _start()
+            process = _start(compute)
         except OSError as exc:
             _state["running"] = False
             self.report({"ERROR"}, f"Could not start the installer ({exc})")
@@ -152,9 +167,9 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
             _state["running"] = False
         return self._finish(returncode)
 
-    def _start_modal(self, context: bpy.types.Context) -> set[str]:
+    def _start_modal(self, context: bpy.types.Context, compute: str) -> set[str]:
         try:
-            self._process = _start()
+            self._process = _start(compute)
         except OSError as exc:
             self.report({"ERROR"}, f"Could not start the installer ({exc})")
             return {"CANCELLED"}
@@ -193,7 +208,9 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
     def _finish(self, returncode: int) -> set[str]:
         _state["returncode"] = returncode
         if returncode != 0:
+            # vendor_setup.py ends with pip's own reason on one line ("Install failed: ERROR: ..."), so that is it.
             tail = next((line for line in reversed(_log) if line.strip()), "")
+            tail = tail.removeprefix(vendor_setup.FAILED_PREFIX)
             self.report({"ERROR"}, f"Installing dependencies failed (exit status {returncode}): {tail}")
             return {"CANCELLED"}
         dependencies.add_to_path()
@@ -226,7 +243,37 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
                     area.tag_redraw()
 
 
-CLASSES = (BEND_OT_install_dependencies,)
+_checked: dict[str, engine_python.EngineCheck] = {}
+
+
+def last_check(python: str) -> "engine_python.EngineCheck | None":
+    """What the last "Check Engine Python" of this Python found (for the preferences); None if it was not checked."""
+    return _checked.get(python)
+
+
+class BEND_OT_check_engine_python(bpy.types.Operator):
+    """Run the Engine Python (or Blender's own when it is empty) and list what it lacks to run the engine"""
+
+    bl_idname = "bend.check_engine_python"
+    bl_label = "Check Engine Python"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        python = engine_python.engine_python(context)
+        result = engine_python.check(python)
+        _checked.clear()  # only the latest check is shown
+        _checked[python] = result
+        for area in (a for w in context.window_manager.windows if w.screen for a in w.screen.areas):
+            area.tag_redraw()
+        if not result.usable:
+            self.report({"ERROR"}, f"The Engine Python cannot run the engine: {'; '.join(result.problems)}")
+            return {"CANCELLED"}
+        level = "WARNING" if result.notes else "INFO"
+        self.report({level}, "; ".join([result.summary(), *result.notes]))
+        return {"FINISHED"}
+
+
+CLASSES = (BEND_OT_install_dependencies, BEND_OT_check_engine_python)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -1,4 +1,5 @@
-"""The dependency box of the preferences, and the short notice the sidebar shows while dependencies are missing.
+"""The dependency box of the preferences (compute choice and its size, install state, the Engine Python and its
+check), and the short notice the sidebar shows while dependencies are missing.
 
 ``dependencies.missing()`` runs ``find_spec`` per engine module; each draw function calls it once. It is not
 cached across draws: after "Install Dependencies" the very next redraw must tell the truth.
@@ -6,10 +7,11 @@ cached across draws: after "Install Dependencies" the very next redraw must tell
 
 import bpy
 
-from .. import dependencies
+from .. import dependencies, engine_python, preferences
 from ..operators import dependencies as installer
 
 INSTALL_OPERATOR = "bend.install_dependencies"
+CHECK_OPERATOR = "bend.check_engine_python"
 OFFLINE_HINT = "Allow Online Access in Preferences > System to install"
 LOG_TAIL = 3
 
@@ -31,9 +33,29 @@ def _draw_install_state(layout: bpy.types.UILayout) -> None:
         col.label(text=line)
 
 
+def _draw_engine_python(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The Engine Python preference, its check button and what the last check found, one line per problem."""
+    box = layout.box()
+    box.label(text="Engine Python", icon="CONSOLE")
+    box.prop(preferences.get(context), "engine_python")
+    box.operator(CHECK_OPERATOR, icon="VIEWZOOM")
+    result = installer.last_check(engine_python.engine_python(context))
+    if result is None:
+        return
+    col = box.column(align=True)
+    col.label(text=result.summary(), icon="CHECKMARK" if result.usable else "ERROR")
+    for problem in result.problems:
+        row = col.row()
+        row.alert = True
+        row.label(text=problem, icon="ERROR")
+    for note in result.notes:
+        col.label(text=note, icon="INFO")
+
+
 def draw_dependencies(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     missing = dependencies.missing()
     online = installer.online_access()
+    prefs = preferences.get(context)
 
     box = layout.box()
     box.label(text="Engine Dependencies", icon="PREFERENCES")
@@ -41,6 +63,8 @@ def draw_dependencies(layout: bpy.types.UILayout, context: bpy.types.Context) ->
         row = box.row()
         row.alert = True
         row.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+    elif prefs.engine_python:
+        box.label(text="Not Needed: the Engine Python runs the engine", icon="CHECKMARK")
     else:
         box.label(text="All Installed", icon="CHECKMARK")
 
@@ -49,12 +73,20 @@ def draw_dependencies(layout: bpy.types.UILayout, context: bpy.types.Context) ->
     row.label(text=folder, icon="FILE_FOLDER")
     row.operator("wm.path_open", text="", icon="FILEBROWSER").filepath = folder
 
+    # The choice and what it costs, before anything starts.
+    box.prop(prefs, "compute")
+    available = dependencies.compute_build(prefs.compute) is not None
+    row = box.row()
+    row.alert = not available
+    row.label(text=dependencies.compute_summary(prefs.compute), icon="INFO" if available else "ERROR")
+
     _draw_install_state(box)
     if not online:
         box.label(text=OFFLINE_HINT, icon="INFO")
     row = box.row()
-    row.enabled = online
+    row.enabled = online and available
     row.operator(INSTALL_OPERATOR, text="Install Dependencies" if missing else "Reinstall Dependencies", icon="IMPORT")
+    _draw_engine_python(layout, context)
 
 
 def draw_missing_notice(layout: bpy.types.UILayout) -> bool:

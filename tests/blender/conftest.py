@@ -7,9 +7,17 @@ import os
 import sys
 from pathlib import Path
 
-import blender_env  # noqa: F401  (side effect: bpy imported with isolated user resources, extension enabled)
+import blender_env  # side effect: bpy imported with isolated user resources, extension enabled
 import bpy
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def engine_python_preference():
+    """Every test starts with the suite's Engine Python (blender_env.ENGINE_PYTHON); a test may change it."""
+    addon = bpy.context.preferences.addons.get(blender_env.MODULE)
+    if addon is not None:
+        addon.preferences.engine_python = blender_env.ENGINE_PYTHON
 
 
 @pytest.fixture

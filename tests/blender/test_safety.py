@@ -130,8 +130,9 @@ def test_the_target_install_asks_pip_for_exactly_the_pins(vendor_setup, monkeypa
     """Every requirement pip is given is a pin, every pin is given, and nothing points pip at another source."""
     calls = []
     monkeypatch.setattr(vendor_setup, "_pip", lambda python, args: calls.append(list(args)))
+    monkeypatch.setattr(vendor_setup, "this_os", lambda: "linux")
     pins = vendor_setup.read_pins()
-    vendor_setup.install_target(tmp_path / "site-packages", pins)
+    vendor_setup.install_target(tmp_path / "site-packages", pins, "cuda")  # PyPI's own torch build
     (args,) = calls
     takes_value = {"--target", "--constraint", "-c"}
     positional = [a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1] not in takes_value]
@@ -151,6 +152,10 @@ def test_the_target_install_asks_pip_for_exactly_the_pins(vendor_setup, monkeypa
     )
     assert not [a for a in args if a.split("=")[0] in forbidden]
     assert not [a for a in args if "://" in a or a.startswith(("git+", "file:"))]
+    # The other compute choices add PyTorch's own index (over HTTPS) for torch, and nothing else.
+    for entry in vendor_setup.read_compute().values():
+        for build in (entry[os_name] for os_name in ("linux", "windows", "macos") if os_name in entry):
+            assert build["index"] == "" or build["index"].startswith("https://download.pytorch.org/whl/")
 
 
 def test_install_dependencies_refuses_with_blenders_own_online_access_off(monkeypatch):
