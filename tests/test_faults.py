@@ -409,3 +409,21 @@ def test_a_killed_render_not_yet_reaped_counts_as_dead(tmp_path):
         assert not temp.exists()
     finally:
         zombie.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombie states are read from procfs")
+def test_a_killed_render_reaped_while_it_is_checked_counts_as_dead(tmp_path, monkeypatch):
+    """kill(pid, 0) answers, then the parent reaps the process before its /proc entry is read: it is dead."""
+    reaped = subprocess.Popen([sys.executable, "-c", "pass"])
+    reaped.wait()
+    real_kill = os.kill
+
+    def answers_for_the_reaped(pid: int, signum: int) -> None:
+        if pid != reaped.pid:
+            real_kill(pid, signum)
+
+    monkeypatch.setattr(os, "kill", answers_for_the_reaped)
+    temp = tmp_path / temp_name("frame_00001.png", pid=reaped.pid)
+    temp.write_bytes(b"\x89PNG half")
+    FrameStore(tmp_path).remove_temporaries()
+    assert not temp.exists()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import stat
 import sys
 import textwrap
+import warnings
 
 import blender_env
 import bpy
@@ -30,7 +32,7 @@ def renderable(scene, tmp_path):
     scene.bend.steps = 2
     scene.frame_end = 4
     yield scene
-    _prefs().engine_python = ""
+    _prefs().engine_python = blender_env.ENGINE_PYTHON
 
 
 @needs_audio
@@ -58,11 +60,12 @@ def test_missing_dependencies(renderable, monkeypatch):
 def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_path):
     """The engine is killed (SIGKILL, as the kernel's out-of-memory killer does) after its first frame."""
     wrapper = tmp_path / "python-that-dies"
+    engine = blender_env.ENGINE_PYTHON or sys.executable
     wrapper.write_text(
         textwrap.dedent(f"""\
         #!{sys.executable}
         import json, os, signal, subprocess, sys
-        child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen([{engine!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
         for line in child.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -88,9 +91,40 @@ def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_pat
     strip = blender_env.extension().compat.strips(renderable)[renderable.name]
     assert len(strip.elements) >= 1
 
-    _prefs().engine_python = ""
+    _prefs().engine_python = blender_env.ENGINE_PYTHON
     assert bpy.ops.bend.render() == {"FINISHED"}  # Blender is still up, and the render resumes
     assert len(list(folder.glob("frame_*.png"))) == 4 and len(strip.elements) == 4
+
+
+def test_an_engine_python_that_exits_without_rendering_is_an_error(renderable, tmp_path):
+    """A wrapper that passes the Engine Python check but whose engine never starts still exits 0: no render."""
+    wrapper = tmp_path / "python-that-forgets"
+    engine = blender_env.ENGINE_PYTHON or sys.executable
+    wrapper.write_text(
+        textwrap.dedent(f"""\
+        #!{engine}
+        import os, sys
+        if sys.argv[1:3] != ["-m", "engine"]:  # the preference's check runs a script: let it pass
+            os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+        print("conda: environment not found", file=sys.stderr)
+        """)
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    _prefs().engine_python = str(wrapper)
+    with pytest.raises(RuntimeError, match=r"exited before the render was done.*environment not found.*Engine Python"):
+        bpy.ops.bend.render()
+
+
+def test_a_render_leaves_no_file_open(renderable, monkeypatch):
+    """Real Blender printed two "ResourceWarning: unclosed file" after each render: the engine's pipes."""
+    gc.collect()  # what earlier tests left for the collector is not this render's
+    unclosed = []
+    monkeypatch.setattr(sys, "unraisablehook", unclosed.append)  # where a warning raised in __del__ goes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        assert bpy.ops.bend.render() == {"FINISHED"}
+        gc.collect()
+    assert [str(u.exc_value) for u in unclosed] == []
 
 
 def test_an_engine_error_is_reported_with_its_message(renderable):
