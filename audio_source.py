@@ -16,11 +16,14 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import bpy
-import numpy as np
 
 from . import compat
+
+if TYPE_CHECKING:  # numpy is imported where samples are made: registration must work on a Blender without it
+    import numpy as np
 
 
 class AudioSourceError(Exception):
@@ -76,6 +79,8 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     """The strip's sound as it plays over the scene's frame range: placed, trimmed and at its volume."""
     if strip.sound is None:
         raise AudioSourceError(f"Sound strip {strip.name!r} has no sound data")
+    import numpy as np  # not at the top: registration must work on a Blender without numpy
+
     path = bpy.path.abspath(strip.sound.filepath, library=strip.sound.library)
     try:
         samples, rate = compat.decode_sound(path)
@@ -89,7 +94,7 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
     fps = scene_fps(scene)
     n_frames = scene.frame_end - scene.frame_start + 1
     scene_frames = _frames_text(scene.frame_start, scene.frame_end + 1)
-    if strip.frame_final_duration <= 0:
+    if compat.strip_duration(strip) <= 0:
         raise AudioSourceError(
             f"Sound strip {strip.name!r} has no length left after trimming: "
             "pick another strip in Bend > Audio > Strip, or undo the trim"
@@ -100,13 +105,15 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
         return round((frame - scene.frame_start) * rate / fps)
 
     # The sound's first sample plays at the strip's start, less the hold offset (frames of the sound cut off the
-    # front), plus the sound offset (seconds it is delayed). Only frame_final_start..end is heard.
-    origin = to_sample(strip.frame_start - strip.animation_offset_start + compat.sound_offset_seconds(strip) * fps)
-    first = max(to_sample(strip.frame_final_start), origin, 0)
-    last = min(to_sample(strip.frame_final_end), len(timeline), origin + len(samples))
+    # front), plus the sound offset (seconds it is delayed). Only the frames between its handles are heard.
+    left, right = compat.strip_left_handle(strip), compat.strip_right_handle(strip)
+    start = compat.strip_content_start(strip) - compat.strip_trim_start(strip)
+    origin = to_sample(start + compat.sound_offset_seconds(strip) * fps)
+    first = max(to_sample(left), origin, 0)
+    last = min(to_sample(right), len(timeline), origin + len(samples))
     if last <= first:
         raise AudioSourceError(
-            f"Sound strip {strip.name!r} (frames {_frames_text(strip.frame_final_start, strip.frame_final_end)}) "
+            f"Sound strip {strip.name!r} (frames {_frames_text(left, right)}) "
             f"is not heard in the scene's frames {scene_frames}: move it, or change the scene's frame range"
         )
     timeline[first:last] = samples[first - origin : last - origin] * strip.volume
@@ -121,12 +128,16 @@ def strip_audio(scene: bpy.types.Scene, strip: bpy.types.Strip) -> SceneAudio:
 
 def mixdown_audio(scene: bpy.types.Scene) -> SceneAudio:
     """Everything the scene plays over its frame range, mixed by Blender (muted strips stay silent)."""
+    import numpy as np  # not at the top: registration must work on a Blender without numpy
+
     fps = scene_fps(scene)
     n_frames = scene.frame_end - scene.frame_start + 1
     heard = [
         s
         for s in sound_strips(scene)
-        if not is_muted(scene, s) and s.frame_final_start <= scene.frame_end and s.frame_final_end > scene.frame_start
+        if not is_muted(scene, s)
+        and compat.strip_left_handle(s) <= scene.frame_end
+        and compat.strip_right_handle(s) > scene.frame_start
     ]
     if not heard:
         frames = _frames_text(scene.frame_start, scene.frame_end + 1)

@@ -1,13 +1,18 @@
-"""Every difference between the Blender versions we support (4.2 LTS, 4.5 LTS, 5.0), in one place.
+"""Every difference between the Blender versions we support (4.2 LTS, 4.5 LTS, 5.0, 5.2 LTS), in one place.
 
-| | 4.2 | 4.5 | 5.0 |
-|---|---|---|---|
-| VSE strips | ``sequences`` | ``strips`` (and deprecated ``sequences``) | ``strips`` only |
-| F-curves of an action | ``action.fcurves`` | slotted actions (``action.fcurves`` still works) | channelbags only |
-| FFmpeg output | ``file_format = 'FFMPEG'`` | same | ``media_type = 'VIDEO'`` first |
-| ``aud`` in the PyPI bpy module | absent | present | present |
-| ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same |
-| a sound strip's ``sound_offset`` | absent | present | present |
+| | 4.2 | 4.5 | 5.0 | 5.2 |
+|---|---|---|---|---|
+| VSE strips | ``sequences`` | ``strips`` (and deprecated ``sequences``) | ``strips`` only | same |
+| F-curves of an action | ``action.fcurves`` | slotted actions (``fcurves`` still works) | channelbags only | same |
+| FFmpeg output | ``file_format = 'FFMPEG'`` | same | ``media_type = 'VIDEO'`` first | same |
+| ``aud`` in the PyPI bpy module | absent | present | present | (real binary: present) |
+| ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same | same |
+| a sound strip's ``sound_offset`` | absent | present | present | present |
+| strip timing | old names (below) | same | same | new names (5.1+) |
+
+Strip timing, old name → new name (5.1 deprecates the old ones, removal planned in 6.0): ``frame_start`` →
+``content_start``, ``frame_final_start`` → ``left_handle``, ``frame_final_end`` → ``right_handle``,
+``frame_final_duration`` → ``duration``, ``animation_offset_start`` → ``content_trim_start``.
 
 Nothing else in the extension checks a version or probes for one of these attributes.
 """
@@ -18,10 +23,11 @@ from collections.abc import Iterable
 
 import bpy
 
-try:
-    import aud
-except ImportError:  # the PyPI bpy module of 4.2 is built without Audaspace
-    aud = None
+NO_AUDASPACE = "this Blender was built without audio support (Audaspace), so it cannot read sound"
+AUD_NEEDS_NUMPY = (
+    "Blender's audio module needs numpy, which this Blender lacks: Install Dependencies in Preferences > Add-ons > "
+    "Diffusion Bender"
+)
 
 
 # Path properties that accept Blender-relative ``//`` paths; 4.5 warns without the option, 4.2 rejects it.
@@ -32,9 +38,37 @@ BLEND_RELATIVE_PATH: set[str] = (
 )
 
 
+def _aud():
+    """Blender's ``aud`` module, imported when first needed, or None.
+
+    Not at registration: Debian's ``aud`` imports numpy, which a Blender without numpy gets only from Install
+    Dependencies, after the extension registered. A failed import leaves nothing in ``sys.modules``, so the next
+    call tries again. The PyPI bpy module of 4.2 is built without Audaspace: no ``aud`` at all.
+    """
+    try:
+        import aud
+    except ImportError:
+        return None
+    return aud
+
+
+def audio_unavailable() -> str | None:
+    """Why this Blender cannot decode sound (one line naming the fix), or None when it can."""
+    try:
+        import aud  # noqa: F401
+    except ImportError as exc:
+        return why_no_aud(exc)
+    return None
+
+
+def why_no_aud(exc: ImportError) -> str:
+    """What an ImportError of ``aud`` means for the artist: numpy missing (fixable), or no Audaspace at all."""
+    return AUD_NEEDS_NUMPY if "numpy" in str(exc) or (exc.name or "").startswith("numpy") else NO_AUDASPACE
+
+
 def has_audio() -> bool:
     """Whether this Blender can decode sound and hold sound strips."""
-    return aud is not None
+    return _aud() is not None
 
 
 def strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:
@@ -108,6 +142,45 @@ def restore_video_output(render: bpy.types.RenderSettings, state: dict[str, obje
     settings.file_format = state["file_format"]
 
 
+# Blender 5.1 renamed the strip timing properties; the old names still work there but raise DeprecationWarning
+# (removal planned in 6.0). Looked up in the type's RNA, never with hasattr: reading a deprecated name warns.
+_STRIP_TYPE = getattr(bpy.types, "Strip", None) or bpy.types.Sequence  # 4.2 calls strips Sequences
+_HANDLES = "left_handle" in _STRIP_TYPE.bl_rna.properties
+
+
+def strip_content_start(strip: bpy.types.Strip) -> float:
+    """The timeline frame where the strip's content (its first image, or the sound's start) sits, before trims."""
+    return float(strip.content_start if _HANDLES else strip.frame_start)
+
+
+def set_strip_content_start(strip: bpy.types.Strip, frame: float) -> None:
+    """Move the whole strip so its content starts at ``frame``."""
+    if _HANDLES:
+        strip.content_start = frame
+    else:
+        strip.frame_start = frame
+
+
+def strip_left_handle(strip: bpy.types.Strip) -> int:
+    """The first frame the strip plays (after trimming its start)."""
+    return int(strip.left_handle if _HANDLES else strip.frame_final_start)
+
+
+def strip_right_handle(strip: bpy.types.Strip) -> int:
+    """The first frame after the strip (it plays up to, not including, this frame)."""
+    return int(strip.right_handle if _HANDLES else strip.frame_final_end)
+
+
+def strip_duration(strip: bpy.types.Strip) -> int:
+    """How many frames the strip plays, from its left handle to its right handle."""
+    return int(strip.duration if _HANDLES else strip.frame_final_duration)
+
+
+def strip_trim_start(strip: bpy.types.Strip) -> int:
+    """Frames cut off the front of the source (the hold offset): the content is that much shorter at its start."""
+    return int(strip.content_trim_start if _HANDLES else strip.animation_offset_start)
+
+
 def sound_offset_seconds(strip: bpy.types.Strip) -> float:
     """How much later than the strip's start its sound plays, in seconds (4.5+; 4.2 has no such setting)."""
     return float(getattr(strip, "sound_offset", 0.0))
@@ -115,8 +188,9 @@ def sound_offset_seconds(strip: bpy.types.Strip) -> float:
 
 def probe_sound(path: str) -> tuple[int, int]:
     """The rate and channel count of a sound file, without decoding it; raises if Blender cannot read it."""
+    aud = _aud()
     if aud is None:
-        raise RuntimeError("this Blender was built without audio support (Audaspace)")
+        raise RuntimeError(audio_unavailable() or NO_AUDASPACE)
     # Reading the specs opens the file and raises a Python exception when that fails. Calling data() on a Sound
     # that was never opened this way aborts the whole process instead (an uncaught C++ exception in aud), which
     # is why decode_sound reads the specs first too.
@@ -126,8 +200,9 @@ def probe_sound(path: str) -> tuple[int, int]:
 
 def decode_sound(path: str) -> tuple[object, int]:
     """Float32 samples ``(n, channels)`` and the rate of any file Blender can play (video files included)."""
+    aud = _aud()
     if aud is None:
-        raise RuntimeError("this Blender was built without audio support (Audaspace)")
+        raise RuntimeError(audio_unavailable() or NO_AUDASPACE)
     sound = aud.Sound(path)
     rate = int(sound.specs[0])  # before data(): see probe_sound
     return sound.data(), rate

@@ -13,6 +13,7 @@ import bpy
 
 from ..engine_process import EngineProcess
 from ..scene_job import SceneJobError
+from ..status_bar import BOARD
 
 
 class EngineSession:
@@ -55,6 +56,7 @@ class EngineRun:
 
     _session: EngineSession | None = None
     _timer = None
+    _stopping = False
 
     def _start(self, context: bpy.types.Context) -> EngineSession:
         raise NotImplementedError
@@ -89,13 +91,15 @@ class EngineRun:
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 1000)
         wm.modal_handler_add(self)
+        BOARD.post(self._session, f"{self._session.status()} — Esc to stop")
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         session = self._session
         if event.type == "ESC" and event.value == "PRESS":
             session.process.stop()
-            context.workspace.status_text_set("Bend: stopping after the current step...")
+            self._stopping = True
+            BOARD.post(session, "Bend: stopping after the current step...")
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
@@ -105,15 +109,14 @@ class EngineRun:
             except queue.Empty:
                 break
         context.window_manager.progress_update(int(session.fraction * 1000))
-        if context.workspace is not None:
-            context.workspace.status_text_set(f"{session.status()} — Esc to stop")
+        if not self._stopping:
+            BOARD.post(session, f"{session.status()} — Esc to stop")
         if not session.finished:
             return {"RUNNING_MODAL"}
         wm = context.window_manager
         wm.event_timer_remove(self._timer)
         wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+        BOARD.remove(session)  # the status bar keeps the lines of other runs still going (a preview)
         return self._finish(session, session.process.wait())
 
     def _finish(self, session: EngineSession, code: int) -> set[str]:

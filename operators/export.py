@@ -73,12 +73,17 @@ def _settings(scene: bpy.types.Scene, filepath: str) -> list[tuple[object, str, 
 _SIMPLE_TYPES = {"BOOLEAN", "INT", "FLOAT", "STRING", "ENUM"}
 
 
-def _snapshot(struct: bpy.types.bpy_struct, first: tuple[str, ...] = ()) -> list[tuple[str, object]]:
-    """Every plain setting of ``struct``, the names in ``first`` first (they reset the others when set)."""
+def _snapshot(
+    struct: bpy.types.bpy_struct, first: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+) -> list[tuple[str, object]]:
+    """Every plain setting of ``struct`` but ``skip``, the names in ``first`` first (they reset the others when set)."""
     names = [
         prop.identifier
         for prop in struct.bl_rna.properties
-        if prop.type in _SIMPLE_TYPES and not prop.is_readonly and not getattr(prop, "array_length", 0)
+        if prop.type in _SIMPLE_TYPES
+        and not prop.is_readonly
+        and not getattr(prop, "array_length", 0)
+        and prop.identifier not in skip
     ]
     names.sort(key=lambda name: first.index(name) if name in first else len(first))
     return [(name, getattr(struct, name)) for name in names]
@@ -92,6 +97,16 @@ def _restore(struct: bpy.types.bpy_struct, snapshot: list[tuple[str, object]]) -
                 setattr(struct, name, value)
 
 
+def _unset_ffmpeg_settings(ffmpeg: bpy.types.FFmpegSettings) -> tuple[str, ...]:
+    """FFmpeg settings that hold no value yet and so cannot be read back.
+
+    A scene made with ``bpy.data.scenes.new`` has never had FFmpeg set up: its preset is 0, which no enum item
+    has, and reading it makes Blender print "current value '0' matches no enum". Blender fills the preset in
+    (GOOD) when FFmpeg is chosen while the codec is still unset, so there is no artist's choice to keep.
+    """
+    return ("ffmpeg_preset",) if ffmpeg.codec == "NONE" else ()
+
+
 @contextmanager
 def video_settings(scene: bpy.types.Scene, filepath: str) -> Iterator[None]:
     """Switch the scene to H.264/AAC video output into ``filepath``; restore every changed setting on exit.
@@ -103,7 +118,7 @@ def video_settings(scene: bpy.types.Scene, filepath: str) -> Iterator[None]:
     render = scene.render
     output_state = compat.video_output_state(render)
     image_state = _snapshot(render.image_settings)
-    ffmpeg_state = _snapshot(render.ffmpeg, first=("format", "codec"))
+    ffmpeg_state = _snapshot(render.ffmpeg, first=("format", "codec"), skip=_unset_ffmpeg_settings(render.ffmpeg))
     changes = _settings(scene, filepath)
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in changes]
     try:

@@ -18,8 +18,9 @@ import bpy
 from .. import preferences
 from ..engine.frame_store import frame_file_name
 from ..engine_process import EngineProcess
+from ..engine_python import check_dependencies, engine_python
 from ..scene_job import SceneJobError, build_job, output_folder
-from .render import check_dependencies, engine_python
+from ..status_bar import BOARD, model_name
 
 PREVIEW_IMAGE = "Bend Preview"
 _ANSWERS = ("preview", "error", "cancelled")
@@ -49,7 +50,10 @@ class PreviewProcess:
     def release(self) -> bool:
         """End the process (it exits at the end of its input), freeing its memory; False if none was running."""
         engine, self.engine = self.engine, None
-        if engine is None or not engine.running:
+        if engine is None:
+            return False
+        if not engine.running:
+            engine.wait()  # reaps it and closes its pipes
             return False
         try:
             engine.process.stdin.close()
@@ -141,12 +145,15 @@ class BEND_OT_preview_frame(bpy.types.Operator):
 
     _id = 0
     _timer = None
+    _model = ""
+    _engine = None  # the process this request went to: Release GPU may take it from SERVER meanwhile
 
     def _send(self, context: bpy.types.Context) -> EngineProcess:
         check_dependencies(context)
         SERVER.next_id += 1
         self._id = SERVER.next_id
         request = preview_request(context, self._id)
+        self._model = request["job"]["model"]["source"]
         engine = SERVER.start(engine_python(context))
         try:
             engine.send(request)
@@ -155,13 +162,17 @@ class BEND_OT_preview_frame(bpy.types.Operator):
             engine = SERVER.start(engine_python(context))
             engine.send(request)
         SERVER.busy = True
+        self._engine = engine
         return engine
 
     def _answer(self, event: dict | None) -> set[str] | None:
         """Handle one event; the operator's result once the request is answered."""
         if event is None:
-            tail = SERVER.engine.last_error_line() if SERVER.engine else ""
             SERVER.busy = False
+            if SERVER.engine is not self._engine:  # Release GPU ended it on purpose
+                self.report({"WARNING"}, "Preview stopped: its process was released")
+                return {"CANCELLED"}
+            tail = self._engine.last_error_line() if self._engine else ""
             SERVER.release()
             self.report({"ERROR"}, f"The preview process ended unexpectedly: {tail or 'no message'}")
             return {"CANCELLED"}
@@ -206,6 +217,7 @@ class BEND_OT_preview_frame(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        warm = SERVER.running
         try:
             self._send(context)
         except SceneJobError as exc:
@@ -213,20 +225,29 @@ class BEND_OT_preview_frame(bpy.types.Operator):
             return {"CANCELLED"}
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set("Bend: previewing... Esc to stop")
+        frame = context.scene.frame_current
+        if warm:
+            line = f"Bend: previewing frame {frame}... Esc to stop"
+        else:  # a fresh engine process loads the model first, which takes longer than the preview itself
+            model = model_name(self._model)
+            line = f"Bend: loading model {model} to preview frame {frame}... Esc to stop"
+        BOARD.post(self._status_key(), line)
         return {"RUNNING_MODAL"}
 
+    def _status_key(self) -> tuple[str, int]:
+        return ("preview", self._id)
+
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if event.type == "ESC" and event.value == "PRESS" and SERVER.running:
-            SERVER.engine.send({"request": "stop"})
+        if event.type == "ESC" and event.value == "PRESS" and self._engine.running:
+            self._engine.send({"request": "stop"})
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        while SERVER.engine is not None and not SERVER.engine.events.empty():
-            result = self._answer(SERVER.engine.events.get_nowait())
+        while not self._engine.events.empty():
+            result = self._answer(self._engine.events.get_nowait())
             if result is not None:
                 context.window_manager.event_timer_remove(self._timer)
-                context.workspace.status_text_set(None)
+                BOARD.remove(self._status_key())  # a render still running keeps its line
                 return result
         return {"RUNNING_MODAL"}
 
