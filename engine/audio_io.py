@@ -18,6 +18,11 @@ import numpy as np
 from scipy.io import wavfile
 
 from .errors import AudioError
+from .files import UnsafeFileError, open_regular
+from .limits import MAX_AUDIO_BYTES, MAX_CHANNELS, MAX_SAMPLE_RATE
+
+# RIFF header, format chunk and the first chunks after it: enough to find "fmt " in any WAV a tool writes.
+_HEADER_BYTES = 4096
 
 __all__ = ["pcm_to_float", "read_wav"]
 
@@ -61,6 +66,30 @@ def pcm_to_float(data: np.ndarray, dtype: type[np.floating] = np.float32) -> np.
     raise AudioError(f"Audio samples must be real numbers, got dtype {data.dtype}")
 
 
+def _check_header(name: str, head: bytes) -> None:
+    """The format chunk's channel count and rate, checked before scipy divides by them or sizes arrays with them."""
+    if head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+        return  # not a WAV file: scipy says so in its own words
+    endian = ">" if head[:4] == b"RIFX" else "<"
+    at = 12
+    while at + 8 <= len(head):
+        chunk, size = head[at : at + 4], struct.unpack(endian + "I", head[at + 4 : at + 8])[0]
+        if chunk == b"fmt " and at + 16 <= len(head):
+            channels, rate = struct.unpack(endian + "HI", head[at + 10 : at + 16])
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise AudioError(
+                    f"Cannot read {name} as a WAV file: its header gives {channels} channels "
+                    f"(the engine reads 1 to {MAX_CHANNELS}); re-export the audio"
+                )
+            if not 1 <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(
+                    f"Cannot read {name} as a WAV file: its header gives sample rate {rate} Hz "
+                    f"(the engine reads 1 to {MAX_SAMPLE_RATE:,} Hz); re-export the audio"
+                )
+            return
+        at += 8 + size + (size & 1)
+
+
 def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """Read a WAV file.
 
@@ -86,18 +115,36 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """
     name = os.fspath(path)
     try:
-        sample_rate, data = wavfile.read(name, mmap=False)
+        # A FIFO, device or socket is refused before scipy reads (a FIFO would block, /dev/zero never ends).
+        fd = open_regular(name, os.O_RDONLY, "audio file")
+        with os.fdopen(fd, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_AUDIO_BYTES:
+                raise AudioError(
+                    f"Audio file {name} is {size:,} bytes, more than the limit of {MAX_AUDIO_BYTES:,}; "
+                    "use a shorter excerpt"
+                )
+            _check_header(name, file.read(_HEADER_BYTES))
+            file.seek(0)
+            sample_rate, data = wavfile.read(file, mmap=False)
+    except AudioError:
+        raise
+    except UnsafeFileError as exc:
+        raise AudioError(str(exc)) from None
     except FileNotFoundError:
         raise AudioError(f"Audio file not found: {name}") from None
     except IsADirectoryError:
         raise AudioError(f"Audio path is a folder, not a WAV file: {name}") from None
-    except (OSError, ValueError, EOFError, struct.error, MemoryError) as exc:
+    except (OSError, ValueError, EOFError, struct.error, MemoryError, ZeroDivisionError) as exc:
         # wavfile reports a non-WAV or damaged file through several exception types; the user only needs
         # to know which file failed and scipy's reason, on one line.
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise AudioError(f"Cannot read {name} as a WAV file: {reason}") from exc
-    if sample_rate <= 0:
-        raise AudioError(f"Cannot read {name} as a WAV file: its header gives sample rate {sample_rate}")
+    if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"Cannot read {name} as a WAV file: its header gives sample rate {sample_rate} Hz "
+            f"(the engine reads 1 to {MAX_SAMPLE_RATE:,} Hz)"
+        )
     if data.ndim == 1:
         data = data.reshape(-1, 1)
     return pcm_to_float(data, np.float32), int(sample_rate)

@@ -27,7 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from .errors import EngineError, RenderCancelled
+from .errors import AudioError, EngineError, RenderCancelled
+from .limits import MAX_FEATURE_SAMPLES, MAX_FPS, MAX_WINDOW_MS, MAX_WINDOW_SAMPLES
+from .stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 130
-MAX_FPS = 1000.0
-MAX_WINDOW_MS = 10_000.0
 DEPENDENCIES = ("numpy", "scipy", "torch", "diffusers", "transformers", "tokenizers", "kornia", "PIL", "safetensors")
 
 
@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("serve", help="render previews on request: JSON lines on stdin, events on stdout")
 
-    from .postprocess import NORMALIZATIONS
+    from .catalog import NORMALIZATIONS  # not from postprocess: a render should not pay for importing numpy here
 
     features = commands.add_parser("features", help="print per-frame audio features of a WAV file")
     features.add_argument("audio", help="a WAV file: any rate, mono or multichannel, int16/int32/float")
@@ -82,13 +82,20 @@ def _build_parser() -> argparse.ArgumentParser:
     features.add_argument("--normalize", choices=NORMALIZATIONS, default="none", help="default: raw values")
     features.add_argument("--attack", type=float, default=0.0, help="smoothing attack time in seconds")
     features.add_argument("--release", type=float, default=0.0, help="smoothing release time in seconds")
+    features.add_argument("--median", type=float, default=0.0, help="median filter window in seconds (0: off)")
+    features.add_argument("--gate", type=float, default=0.0, help="noise gate: fraction of the range, 0 to 1 (0: off)")
+    features.add_argument("--tempo-bpm", type=float, help="track beats at this tempo (default: detect it)")
+    features.add_argument("--beats-per-bar", type=int, default=4, help="the meter, for bar_phase (default: 4)")
+    features.add_argument("--beat-decay", type=float, default=0.1, help="beat_pulse decay time in seconds")
+    features.add_argument(
+        "--events", action="store_true", help="print the tempo and the beat, downbeat and section times (JSON) instead"
+    )
     return parser
 
 
 def _run_features(args: argparse.Namespace, out: TextIO) -> int:
     from .audio_io import read_wav
-    from .errors import AudioError
-    from .features import FEATURE_NAMES, FeatureSettings, compute_features
+    from .features import FEATURE_NAMES, FeatureSettings, analyze, window_length
     from .postprocess import postprocess
 
     # Outside these, the per-frame window needs more memory than any machine has (or the frame count explodes)
@@ -101,9 +108,30 @@ def _run_features(args: argparse.Namespace, out: TextIO) -> int:
         window_ms=args.window_ms,
         align="center" if args.center else "start",
         spectrum_window=args.spectrum_window,
+        tempo_bpm=args.tempo_bpm,
+        beats_per_bar=args.beats_per_bar,
+        beat_decay_s=args.beat_decay,
     )
-    values = compute_features(samples, rate, args.fps, settings=settings)
-    values = postprocess(values, args.fps, normalization=args.normalize, attack_s=args.attack, release_s=args.release)
+    _check_feature_size(args, len(samples), rate, window_length(settings, rate, args.fps))
+    analysis = analyze(samples, rate, args.fps, settings=settings)
+    if args.events:
+        times = {
+            "beats_s": analysis.beat_times_s,
+            "downbeats_s": analysis.downbeat_times_s,
+            "sections_s": analysis.section_times_s,
+        }
+        json.dump({"tempo_bpm": analysis.tempo_bpm, **{k: [float(t) for t in v] for k, v in times.items()}}, out)
+        out.write("\n")
+        return 0
+    values = postprocess(
+        analysis.features,
+        args.fps,
+        normalization=args.normalize,
+        attack_s=args.attack,
+        release_s=args.release,
+        median_s=args.median,
+        gate=args.gate,
+    )
     if args.format == "json":
         json.dump({name: [float(v) for v in values[name]] for name in FEATURE_NAMES}, out)
         out.write("\n")
@@ -115,16 +143,25 @@ def _run_features(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _check_feature_size(args: argparse.Namespace, samples: int, rate: int, window: int) -> None:
+    """Sample rate × window and frames × window, refused before the features gather every window at once."""
+    if window > MAX_WINDOW_SAMPLES:
+        raise AudioError(
+            f"--window-ms: a window of {window:,} samples at {rate:,} Hz is more than the limit of "
+            f"{MAX_WINDOW_SAMPLES:,}; use a shorter --window-ms"
+        )
+    frames = int(samples / rate * args.fps) + 1
+    if frames * window > MAX_FEATURE_SAMPLES:
+        raise AudioError(
+            f"--window-ms: {frames:,} frames × {window:,} samples per window is more than the limit of "
+            f"{MAX_FEATURE_SAMPLES:,} samples; use a shorter --window-ms, a lower --fps or a shorter file"
+        )
+
+
 def _stop_on_signals() -> threading.Event:
-    """SIGINT and SIGTERM set the returned event; renders check it between denoising steps."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
-    return stop
+    """SIGINT and SIGTERM set the returned event, which renders check between denoising steps, and end any
+    blocking call at once (see ``stopping.py``)."""
+    return stop_on_signals()
 
 
 def _streamed(out: TextIO, work: Callable[[EventStream, Callable[[], bool]], object]) -> int:
@@ -172,19 +209,30 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     server = PreviewServer(EventStream(out))
     signal.signal(signal.SIGINT, lambda signum, frame: server.stop.set())  # stop the preview, keep serving
-    server.serve(sys.stdin)
+    from .preview import bounded_lines
+
+    server.serve(bounded_lines(sys.stdin.buffer))
     return 0
 
 
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The environment variables the engine reads (through its libraries), its default, and the values they accept.
+LIBRARY_ENVIRONMENT = (
+    ("TRANSFORMERS_VERBOSITY", "error", ("detail", *_LEVELS)),
+    ("DIFFUSERS_VERBOSITY", "error", _LEVELS),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1", ("0", "1", "true", "false", "yes", "no", "on", "off")),
+    ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1", ("0", "1", "true", "false", "yes", "no", "on", "off")),
+)
+
+
 def _quiet_libraries() -> None:
-    """The CLI owns its process: keep library chatter (progress bars, advice) out of the user's one-line errors."""
-    for variable, value in (
-        ("TRANSFORMERS_VERBOSITY", "error"),
-        ("DIFFUSERS_VERBOSITY", "error"),
-        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
-    ):
-        os.environ.setdefault(variable, value)
+    """The CLI owns its process: keep library chatter (progress bars, advice) out of the user's one-line errors.
+
+    A value the library would not accept (it prints a multi-line complaint on every start) is replaced too.
+    """
+    for variable, default, accepted in LIBRARY_ENVIRONMENT:
+        if os.environ.get(variable) not in accepted:  # the libraries compare exactly
+            os.environ[variable] = default
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
@@ -196,7 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         run = {"render": _run_render, "sweep": _run_sweep, "serve": _run_serve}.get(args.command, _run_features)
+        if run is _run_features:
+            _stop_on_signals()  # a stop ends the features command with its one line too, not a traceback
         return run(args, out)
+    except RenderCancelled as exc:
+        print(f"stopped: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_STOPPED
     except EngineError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR

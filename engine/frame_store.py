@@ -16,6 +16,8 @@ this host, and any older than ``STALE_TEMP_SECONDS`` (a frame write takes well u
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -24,11 +26,15 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import EngineError
+
+if TYPE_CHECKING:  # Blender imports this module at registration, where numpy may be missing
+    import numpy as np
+from .files import UnsafeFileError, create_new, is_real_folder, open_regular, read_regular, write_all
+from .limits import MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES
+from .stopping import critical
 
 MANIFEST_NAME = "manifest.jsonl"
 TEMP_PREFIX = ".partial-"
@@ -76,8 +82,12 @@ def _is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        # Reaped since kill(pid, 0) answered (a killed render's parent does it right then), so dead; unless there
+        # is no procfs at all (macOS), where the age rule removes it later.
+        return os.path.exists("/proc/self/stat")
     except (OSError, IndexError):
-        return False  # no procfs (macOS): the age rule still removes it later
+        return False
 
 
 def _windows_pid_alive(pid: int) -> bool:
@@ -101,20 +111,26 @@ def _windows_pid_alive(pid: int) -> bool:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``, flushed to disk (a seam the fault-injection tests patch)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    """Create ``path`` with ``data``, flushed to disk (a seam the fault-injection tests patch).
+
+    Created anew (``O_EXCL``, ``O_NOFOLLOW``): a link planted under a temporary's name is replaced, never followed.
+    """
+    fd = create_new(path, "temporary file")
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _append(path: Path, data: bytes) -> None:
-    """Append ``data`` with one ``O_APPEND`` write, so records of concurrent writers never interleave."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    """Append ``data`` with one ``O_APPEND`` write, so records of concurrent writers never interleave.
+
+    Only to a regular file in the folder itself: a symbolic link, FIFO, device or hard-linked file is refused.
+    """
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "manifest", follow=False, single_link=True)
     try:
-        view = memoryview(data)
-        while view:  # a regular file takes the whole write unless the disk is full, which raises instead
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -123,7 +139,7 @@ def _append(path: Path, data: bytes) -> None:
 def _fsync_folder(folder: Path) -> None:
     if os.name == "nt":
         return
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         os.fsync(fd)
     finally:
@@ -144,24 +160,32 @@ class FrameStore:
         """Create the folder, prove it is writable before any work starts, and drop stale temporaries."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            if not is_real_folder(self.folder):  # a link would lead the frames out of the job's folder
+                raise UnsafeFileError(
+                    f"output folder {self.folder} is a symbolic link or not a folder; make it a real folder"
+                )
             probe = self.folder / temp_name("probe")
-            probe.write_bytes(b"ok")
+            os.close(create_new(probe, "temporary file"))
             probe.unlink()
             self._end_torn_line()
         except OSError as exc:
             raise EngineError(
                 f"output folder {self.folder} is not writable ({exc.strerror}); choose another output folder"
             ) from exc
-        self.remove_temporaries()
+        with contextlib.suppress(OSError):  # tidying is best effort: a failing disk fails the first frame's write
+            self.remove_temporaries()
 
     def _end_torn_line(self) -> None:
         """End a manifest line torn by a kill, so the next record does not join it and get lost with it."""
         try:
-            with open(self.manifest_path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        except (FileNotFoundError, OSError):
-            return  # no manifest, or an empty one
+            fd = open_regular(self.manifest_path, os.O_RDONLY, "manifest", follow=False)
+        except FileNotFoundError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            torn = size > 0 and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n"
+        finally:
+            os.close(fd)
         if torn:
             _append(self.manifest_path, b"\n")
 
@@ -182,14 +206,16 @@ class FrameStore:
         """The latest record per frame; unreadable lines (a write cut short by a kill) are skipped."""
         records: dict[int, dict[str, Any]] = {}
         try:
-            lines = self.manifest_path.read_text(encoding="utf-8").splitlines()
+            data = read_regular(self.manifest_path, "manifest", MAX_MANIFEST_BYTES, follow=False)
         except FileNotFoundError:
             return records
-        for line in lines:
+        except OSError as exc:
+            raise EngineError(f"manifest {self.manifest_path} cannot be read ({exc.strerror}); remove it") from exc
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
                 records[int(record["frame"])] = record
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # torn, foreign or hostile lines
                 continue
         return records
 
@@ -197,8 +223,8 @@ class FrameStore:
         if record is None or record.get("hash") != frame_hash:
             return False
         try:
-            data = self.path(record["frame"]).read_bytes()
-        except OSError:
+            data = read_regular(self.path(record["frame"]), "frame", MAX_IMAGE_BYTES, follow=False)
+        except (OSError, EngineError, TypeError, ValueError):  # missing, special, or a record with a bad frame
             return False
         return hashlib.sha256(data).hexdigest() == record.get("sha256")
 
@@ -208,16 +234,20 @@ class FrameStore:
         temp = self.folder / temp_name(final.name)
         _writing.add(temp)
         try:
-            _write_file(temp, png)
-            os.replace(temp, final)
-            _fsync_folder(self.folder)
-            checksum = hashlib.sha256(png).hexdigest()
-            line = json.dumps({**record, "frame": frame, "file": final.name, "sha256": checksum})
-            _append(self.manifest_path, (line + "\n").encode("utf-8"))
+            with critical():  # a signal waits until the frame's file and record are written: no frame is lost
+                _write_file(temp, png)
+                os.replace(temp, final)
+                _fsync_folder(self.folder)
+                checksum = hashlib.sha256(png).hexdigest()
+                line = json.dumps({**record, "frame": frame, "file": final.name, "sha256": checksum})
+                _append(self.manifest_path, (line + "\n").encode("utf-8"))
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the disk turned read-only: the next run removes the stale temporary
+                temp.unlink(missing_ok=True)
+            full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+            fix = "free some disk space" if full else "make it writable"
             raise EngineError(
-                f"frame {frame}: could not write {final} ({exc.strerror}); free some disk space "
+                f"frame {frame}: could not write {final} ({exc.strerror}); {fix} "
                 "or choose another output folder, then render again to resume"
             ) from exc
         finally:
@@ -225,9 +255,15 @@ class FrameStore:
         return final
 
     def read(self, frame: int) -> np.ndarray:
+        import numpy as np
         from PIL import Image
 
-        with Image.open(self.path(frame)) as image:
+        path = self.path(frame)
+        try:
+            data = read_regular(path, "frame", MAX_IMAGE_BYTES, follow=False)
+        except OSError as exc:
+            raise EngineError(f"frame {frame}: cannot read {path} ({exc.strerror}); render the job again") from exc
+        with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
 
 

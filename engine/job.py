@@ -12,9 +12,11 @@ resume: a frame whose file exists with the same hash is skipped, a changed one r
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -23,11 +25,34 @@ from typing import Any
 from .bends import Bend, check_params, validate_bend
 from .catalog import JOB_FORMAT, JOB_VERSION, MODES, OPERATORS, PRECISIONS, UNET_TARGET
 from .errors import BendError, EngineError, JobError
-from .noise import paper_phases
+from .files import read_regular
+from .limits import (
+    MAX_BATCH_PIXELS,
+    MAX_BATCH_SIZE,
+    MAX_BENDS,
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENT_DEPTH,
+    MAX_FPS,
+    MAX_FRAME_NUMBER,
+    MAX_FRAME_STEPS,
+    MAX_FRAMES,
+    MAX_GUIDANCE,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_INT,
+    MAX_NUMBER_DIGITS,
+    MAX_PROMPTS,
+    MAX_SIDE,
+    MAX_STEPS,
+    MAX_TEXT_CHARS,
+)
+from .noise import NOISE_MODES, default_phases
 from .selection import Selection
 from .stack import NONFINITE_MODES, PlacedBend, Placement
 
 _MISSING = object()
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,2})?")
+MAX_THREADS = 1024  # torch CPU threads: more than any machine has cores
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,7 @@ class ModelSpec:
     scheduler: str = "ddim"
     memory: str = "normal"
     compile: bool = False
+    threads: int = 0  # torch CPU threads; 0: automatic (see models.pick_threads)
 
 
 @dataclass(frozen=True)
@@ -50,7 +76,7 @@ class FrameSpec:
     prompt_weights: tuple[float, ...]
     phase: float
     strength: float
-    params: Mapping[str, float]
+    params: Mapping[str, float | tuple[float, ...]]  # a tuple for an operator with a vector parameter
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,7 @@ class Job:
     output_folder: Path
     fps: float | None = None  # informational: the video's frame rate, for tools that assemble the frames
     nonfinite: str = "error"  # what a NaN or inf after a bend does: "error" or "clamp" (see stack.py)
+    noise_mode: str = "paper"  # the initial-noise walk: the paper's, or the authors' DAFx code's (see noise.py)
 
     def frame_seed(self, index: int) -> int:
         """The paper's seeds: the noise seed for every text-to-image frame, seed + i for img2img frame i."""
@@ -96,6 +123,8 @@ class Job:
             # Only clamping can change pixels ("error" renders a frame as-is or not at all): leaving the default
             # out keeps the hashes, and so the resumability, of renders made before the option existed.
             **({"nonfinite": self.nonfinite} if self.nonfinite != "error" else {}),
+            # Likewise the default noise mode stays out of the recipe, so existing renders keep their hashes
+            **({"noise_mode": self.noise_mode} if self.noise_mode != "paper" else {}),
         }
 
     def frame_hashes(self) -> list[str]:
@@ -140,7 +169,7 @@ def _placed_bend_record(placed: PlacedBend) -> dict[str, Any]:
 
 def _file_fingerprint(path: Path) -> str:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(read_regular(path, "img2img.init_image", MAX_IMAGE_BYTES)).hexdigest()
     except OSError as exc:
         raise JobError(f"img2img.init_image: cannot read {path}: {exc.strerror}") from exc
 
@@ -194,17 +223,25 @@ def _type_name(value: Any) -> str:
 def _coerce(value: Any, kind: str, where: str) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise JobError(f"{where}: expected an integer, got {value!r}")
+            raise JobError(f"{where}: expected an integer, got {_shown(value)}")
+        if not -MAX_INT - 1 <= value <= MAX_INT:  # everything integer ends up in int64 (torch, numpy, seeds)
+            raise JobError(f"{where}: expected an integer between -2^63 and 2^63 - 1, got {_shown(value)}")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise JobError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise JobError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+            raise JobError(f"{where}: expected a number, got {_shown(value)}")
+        try:
+            number = float(value)  # an integer beyond the float range overflows here
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise JobError(f"{where}: expected a finite number, got {_shown(value)}")
+        return number
     if kind == "str":
         if not isinstance(value, str):
             raise JobError(f"{where}: expected a string, got {_type_name(value)}")
+        if len(value) > MAX_TEXT_CHARS:
+            raise JobError(f"{where}: {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -215,6 +252,14 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
             raise JobError(f"{where}: expected a list, got {_type_name(value)}")
         return value
     raise AssertionError(kind)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, short: a huge integer or list must not make a megabyte-long line."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _positive(value: float) -> str | None:
@@ -234,11 +279,19 @@ def _parse_model(fields: _Fields) -> ModelSpec:
         source=fields.get("source", "str", "tiny-random", lambda v: None if v.strip() else "must not be empty"),
         allow_download=fields.get("allow_download", "bool", False),
         trust_pickle=fields.get("trust_pickle", "bool", False),
-        device=fields.get("device", "str", "auto"),
+        device=fields.get(
+            "device",
+            "str",
+            "auto",
+            lambda v: None if DEVICE_NAME.fullmatch(v) else "must be auto, cpu, cuda, cuda:N or mps",
+        ),
         precision=fields.get("precision", "str", "auto", _one_of(PRECISIONS)),
         scheduler=fields.get("scheduler", "str", "ddim"),
         memory=fields.get("memory", "str", "normal", _one_of(("normal", "low"))),
         compile=fields.get("compile", "bool", False),
+        threads=fields.get(
+            "threads", "int", 0, lambda v: None if 0 <= v <= MAX_THREADS else f"must be 0 (automatic) to {MAX_THREADS}"
+        ),
     )
     fields.finish()
     return spec
@@ -298,16 +351,22 @@ def _parse_placement(fields: _Fields) -> Placement:
     return Placement(unet_target=target, step_start=start, step_end=end)
 
 
-def _parse_frames(items: list, prompts: Sequence[str], bends: Sequence[PlacedBend], mode: str) -> tuple[FrameSpec, ...]:
+def _parse_frames(
+    items: list, prompts: Sequence[str], bends: Sequence[PlacedBend], mode: str, noise_mode: str = "paper"
+) -> tuple[FrameSpec, ...]:
     if not items:
         raise JobError("frames: at least one frame is required")
-    phases = paper_phases(len(items))
+    if len(items) > MAX_FRAMES:
+        raise JobError(f"frames: {len(items):,} frames; a job holds at most {MAX_FRAMES:,}, so split it into several")
+    phases = default_phases(noise_mode, len(items))
     param_bends = [p.bend for p in bends if OPERATORS[p.bend.op].takes_param]
     seen: set[int] = set()
     frames = []
     for index, item in enumerate(items):
         fields = _Fields(item, f"frames[{index}]")
-        number = fields.get("frame", "int", check=_at_least(0))
+        number = fields.get(
+            "frame", "int", check=lambda v: None if 0 <= v <= MAX_FRAME_NUMBER else f"must be 0 to {MAX_FRAME_NUMBER:,}"
+        )
         if number in seen:
             raise JobError(f"{fields.path('frame')}: frame {number} appears twice")
         if frames and number < frames[-1].frame:
@@ -317,16 +376,16 @@ def _parse_frames(items: list, prompts: Sequence[str], bends: Sequence[PlacedBen
         weights = tuple(_coerce(w, "float", f"{fields.path('prompt_weights')}[{i}]") for i, w in enumerate(weights))
         if len(weights) != len(prompts):
             raise JobError(f"{fields.path('prompt_weights')}: {len(weights)} weights for {len(prompts)} prompts")
-        if any(w < 0 for w in weights) or not sum(weights) > 0:
+        if any(w < 0 for w in weights) or not 0 < sum(weights) < math.inf:  # a sum may overflow
             raise JobError(
-                f"{fields.path('prompt_weights')}: weights must be ≥ 0 with a positive sum, got {list(weights)}"
+                f"{fields.path('prompt_weights')}: weights must be ≥ 0 with a positive, finite sum, got {list(weights)}"
             )
         phase = fields.get("phase", "float", phases[index])
         strength = fields.get(
             "strength", "float", 0.5, lambda v: None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
         )
         values = fields.child("bends", {})
-        params = {b.name: _frame_param(values, b.name, number) for b in param_bends}
+        params = {b.name: _frame_param(values, b, number) for b in param_bends}
         values.finish()
         fields.finish()
         frames.append(FrameSpec(frame=number, prompt_weights=weights, phase=phase, strength=strength, params=params))
@@ -338,13 +397,35 @@ def _parse_frames(items: list, prompts: Sequence[str], bends: Sequence[PlacedBen
     return tuple(frames)
 
 
-def _frame_param(values: _Fields, name: str, frame: int) -> float:
-    """One bend parameter of a frame; an error names the bend and the frame number, not only the list index."""
+def _frame_param(values: _Fields, bend: Bend, frame: int) -> float | tuple[float, ...]:
+    """One bend parameter of a frame: a number, or for a vector operator a list of its length (kept as a tuple).
+
+    An error names the bend and the frame number, not only the list index."""
+    name = bend.name
+    param = OPERATORS[bend.op].param
+    where = values.path(name)
+
+    def named(exc: JobError, path: str) -> JobError:
+        return JobError(f"{path}: bend {name!r} at frame {frame}{str(exc).removeprefix(path)}")
+
     try:
-        return values.get(name, "float")
+        if param is None or not param.is_vector:
+            return values.get(name, "float")
+        items = values.get(name, "list")
     except JobError as exc:
-        where = values.path(name)
-        raise JobError(f"{where}: bend {name!r} at frame {frame}{str(exc).removeprefix(where)}") from None
+        raise named(exc, where) from None
+    if len(items) != param.length:
+        raise JobError(
+            f"{where}: bend {name!r} at frame {frame}: expected a list of {param.length} numbers "
+            f"[{', '.join(param.names)}], got {len(items)}"
+        )
+    numbers = []
+    for i, item in enumerate(items):
+        try:
+            numbers.append(_coerce(item, "float", f"{where}[{i}]"))
+        except JobError as exc:
+            raise named(exc, f"{where}[{i}]") from None
+    return tuple(numbers)
 
 
 def _output_folder(base: Path, folder: str, where: str) -> Path:
@@ -384,34 +465,61 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
         raise JobError(f"version: this engine reads job version {JOB_VERSION}, got {version}")
     model = _parse_model(top.child("model", {}))
     mode = top.get("mode", "str", "txt2img", _one_of(MODES))
-    width = top.get("width", "int", 512, lambda v: None if v >= 8 and v % 8 == 0 else "must be a multiple of 8, ≥ 8")
-    height = top.get("height", "int", 512, lambda v: None if v >= 8 and v % 8 == 0 else "must be a multiple of 8, ≥ 8")
-    steps = top.get("steps", "int", 50, lambda v: None if 1 <= v <= 1000 else "must be between 1 and 1000")
-    guidance = top.get("guidance", "float", 7.5, _at_least(0.0))
+    side = lambda v: None if 8 <= v <= MAX_SIDE and v % 8 == 0 else f"must be a multiple of 8 from 8 to {MAX_SIDE}"  # noqa: E731
+    width = top.get("width", "int", 512, side)
+    height = top.get("height", "int", 512, side)
+    steps = top.get("steps", "int", 50, lambda v: None if 1 <= v <= MAX_STEPS else f"must be between 1 and {MAX_STEPS}")
+    guidance = top.get(
+        "guidance",
+        "float",
+        7.5,
+        lambda v: None if 0 <= v <= MAX_GUIDANCE else f"must be between 0 and {MAX_GUIDANCE:g}",
+    )
     seed = top.get("seed", "int", 46, lambda v: None if 0 <= v < 2**63 else "must be between 0 and 2^63")
-    batch_size = top.get("batch_size", "int", 1, lambda v: None if 0 <= v <= 256 else "must be 0 (auto) to 256")
-    fps = top.get("fps", "float", None, _positive)
+    batch_size = top.get(
+        "batch_size",
+        "int",
+        1,
+        lambda v: None if 0 <= v <= MAX_BATCH_SIZE else f"must be 0 (auto) to {MAX_BATCH_SIZE}",
+    )
+    if width * height * max(batch_size, 1) > MAX_BATCH_PIXELS:
+        raise JobError(
+            f"batch_size: {batch_size} frames of {width}×{height} is {width * height * batch_size:,} pixels in one "
+            f"batch, more than the limit of {MAX_BATCH_PIXELS:,}; use batch_size "
+            f"{max(1, MAX_BATCH_PIXELS // (width * height))} or less (or 0, auto)"
+        )
+    fps = top.get("fps", "float", None, lambda v: None if 0 < v <= MAX_FPS else f"must be above 0, at most {MAX_FPS:g}")
     nonfinite = top.get("nonfinite", "str", "error", _one_of(NONFINITE_MODES))
     prompts = top.get("prompts", "list", [""])
     if not prompts:
         raise JobError("prompts: at least one prompt is required (it may be empty)")
+    if len(prompts) > MAX_PROMPTS:
+        raise JobError(f"prompts: {len(prompts)} prompts; the limit is {MAX_PROMPTS}")
     prompts = tuple(_coerce(p, "str", f"prompts[{i}]") for i, p in enumerate(prompts))
     negative_prompt = top.get("negative_prompt", "str", "")
     noise = top.child("noise", {})
     noise_seed = noise.get("seed", "int", seed, lambda v: None if 0 <= v < 2**63 else "must be between 0 and 2^63")
+    noise_mode = noise.get("mode", "str", "paper", _one_of(NOISE_MODES))
     noise.finish()
     img2img = top.child("img2img", {})
     img2img_prompt = img2img.get("prompt", "str", None)
     init_image = img2img.get("init_image", "str", None)
     img2img.finish()
     init_path = (base / init_image) if init_image else None
-    if init_path is not None and not init_path.is_file():
-        raise JobError(f"img2img.init_image: {init_path} does not exist")
+    if init_path is not None:
+        _check_init_image(init_path)
     names: set[str] = set()
-    bends = tuple(
-        _parse_bend(_Fields(item, f"bends[{i}]"), names) for i, item in enumerate(top.get("bends", "list", []))
-    )
-    frames = _parse_frames(top.get("frames", "list"), prompts, bends, mode)
+    bend_items = top.get("bends", "list", [])
+    if len(bend_items) > MAX_BENDS:
+        raise JobError(f"bends: {len(bend_items)} bends; the limit is {MAX_BENDS}")
+    bends = tuple(_parse_bend(_Fields(item, f"bends[{i}]"), names) for i, item in enumerate(bend_items))
+    frame_items = top.get("frames", "list")
+    if len(frame_items) <= MAX_FRAMES and len(frame_items) * steps > MAX_FRAME_STEPS:  # before parsing them
+        raise JobError(
+            f"steps: {len(frame_items):,} frames × {steps} steps is {len(frame_items) * steps:,} denoising steps, "
+            f"more than the limit of {MAX_FRAME_STEPS:,} (months of rendering); use fewer steps or split the job"
+        )
+    frames = _parse_frames(frame_items, prompts, bends, mode, noise_mode)
     output = top.child("output", {})
     folder = _output_folder(base, output.get("folder", "str", "."), output.path("folder"))
     output.finish()
@@ -435,21 +543,117 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
         output_folder=folder,
         fps=fps,
         nonfinite=nonfinite,
+        noise_mode=noise_mode,
     )
+
+
+def _check_init_image(path: Path) -> None:
+    """A readable image of bounded size, checked from its header before a render starts (not when it is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = "img2img.init_image"
+    try:
+        data = read_regular(path, "file", MAX_IMAGE_BYTES)
+    except FileNotFoundError:
+        raise JobError(f"{where}: {path} does not exist") from None
+    except EngineError as exc:  # a FIFO, device or socket, or too large
+        raise JobError(f"{where}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise JobError(f"{where}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # PIL's plugins raise all of these
+        raise JobError(f"{where}: {path} is not an image PIL can read; use a PNG or JPEG file") from exc
+    except Image.DecompressionBombError:
+        width, height = MAX_IMAGE_PIXELS + 1, 1
+    if width * height > MAX_IMAGE_PIXELS or width < 1 or height < 1:
+        raise JobError(
+            f"{where}: {path} is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels "
+            f"({MAX_SIDE}×{MAX_SIDE}); scale it down"
+        )
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise JobError(f"an integer of {len(digits):,} digits; no field takes more than {MAX_NUMBER_DIGITS}")
+    return int(digits)
+
+
+def _check_structure(data: Any, where: str) -> None:
+    """Refuse nesting deeper than any job has, and strings that are not valid Unicode (lone surrogates from
+    ``\\udXXX`` escapes, which no file name, prompt or log can hold). Iterative: deep input cannot overflow a stack."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path, where)
+            continue
+        if isinstance(value, dict):
+            children = [(v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items()]
+            for key in value:
+                _check_text(key, path, where)
+        elif isinstance(value, list):
+            children = [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        else:
+            continue
+        if children and depth + 1 > MAX_DOCUMENT_DEPTH:
+            raise JobError(
+                f"{where}: {path or 'the document'} nests deeper than {MAX_DOCUMENT_DEPTH} levels; no job field does"
+            )
+        stack.extend(children)
+
+
+def _check_text(text: str, path: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = json.dumps(path)[1:-1] if path else "a key"
+        raise JobError(
+            f"{where}: {shown} holds {text[exc.start]!r}, half of a UTF-16 surrogate pair, which is not text; "
+            "remove the \\u escape"
+        ) from None
+
+
+def decode_document(raw: bytes | str, where: str) -> Any:
+    """Decode a JSON document (a job or sweep file, a serve request line), refusing structural attacks with one
+    line that starts with ``where``: too large, not UTF-8, nested too deep, numbers of thousands of digits."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise JobError(f"{where}: {len(raw):,} bytes; the limit is {MAX_DOCUMENT_BYTES:,}")
+    if isinstance(raw, str):  # text decoded with surrogateescape keeps undecodable bytes as lone surrogates
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise JobError(f"{where}: not UTF-8 text (at character {exc.start}); save it as UTF-8") from None
+    try:
+        raw = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobError(
+            f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        data = json.loads(raw, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except JobError as exc:
+        raise JobError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise JobError(f"{where}: nests deeper than {MAX_DOCUMENT_DEPTH} levels; no job field does") from None
+    _check_structure(data, where)
+    return data
 
 
 def read_job_document(path: Path) -> Any:
     """The decoded JSON of a job file, or a JobError saying why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular(path, "job file", MAX_DOCUMENT_BYTES)
     except FileNotFoundError as exc:
         raise JobError(f"{path}: no such job file") from exc
-    except (OSError, ValueError) as exc:  # ValueError: undecodable text, or a NUL in the path
-        raise JobError(f"{path}: cannot read the job file: {exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JobError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except EngineError as exc:
+        raise JobError(str(exc)) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise JobError(f"{path}: cannot read the job file: {getattr(exc, 'strerror', None) or exc}") from exc
+    return decode_document(raw, str(path))
 
 
 def load_job(path: str | os.PathLike, document: Any = _MISSING) -> Job:

@@ -16,20 +16,25 @@ before any file in it is opened. Whatever goes wrong while loading is raised as 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .catalog import SCHEDULER_ALIASES, TINY_RANDOM
+from .catalog import SCHEDULER_ALIASES, TINY_RANDOM, TOY_SHAPES
 from .errors import ModelError
+from .files import kind_of
 from .tiny_random import build_tiny_components
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SINGLE_FILE_CONFIG = Path(__file__).resolve().parent / "model_configs" / "sd-v1"
+# ``toy-shapes``: the project's own small trained model, a diffusers folder shipped beside the engine.
+TOY_SHAPES_FOLDER = Path(__file__).resolve().parent.parent / "models" / "toy-shapes"
 # CLIP's BPE merges (MIT, see model_configs/README.md); a config folder that holds this file gets CLIP's tokenizer.
 CLIP_BPE_FILE = Path("tokenizer") / "bpe_simple_vocab_16e6.txt.gz"
 WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
@@ -68,12 +73,50 @@ def pick_device(preference: str = "auto") -> torch.device:
             raise ModelError(f"model.device: unknown device {preference!r}; use auto, cuda, mps or cpu") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError("model.device: CUDA was asked for but is not available; use auto or cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ModelError(
+                f"model.device: {preference} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                "device(s), numbered from 0; use cuda or auto"
+            )
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and (mps is None or not mps.is_available()):
+            raise ModelError("model.device: MPS (Apple silicon) was asked for but is not available; use auto or cpu")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ModelError(f"model.device: unknown device {preference!r}; use auto, cuda, mps or cpu")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def pick_threads(requested: int = 0) -> int:
+    """The CPU threads torch computes with: ``requested``, or for 0 every core this process may run on but one.
+
+    The core left over keeps Blender's UI (and anything else on the machine) responsive: with every core busy,
+    torch's threads wait on each other whenever another process runs, and a frame takes many times longer.
+    OMP_NUM_THREADS is deliberately not consulted: a frame's pixels depend on the thread count (reductions split
+    differently), so the count must follow the job alone, for a render and a preview of it to agree.
+    """
+    if requested > 0:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container or taskset limits them)
+    except AttributeError:  # macOS and Windows have no affinity call
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def use_threads(requested: int = 0) -> int:
+    """Set torch's CPU threads (see ``pick_threads``) before any work; return the count. (The engine starts no
+    child processes, so OMP_NUM_THREADS and MKL_NUM_THREADS are left as they are.)"""
+    threads = pick_threads(requested)
+    torch.set_num_threads(threads)
+    # Allowed once per process, before any inter-op work: a warm engine keeps its first inter-op pool
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(threads)
+    return threads
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -139,6 +182,8 @@ def _check_folder_weights(folder: Path, label: str, trust_pickle: bool) -> None:
     """Refuse a folder whose weights are missing or, without ``trust_pickle``, only pickles: before opening any."""
     for key in WEIGHTED_COMPONENTS:
         safe, pickled = _weight_files(folder / key)
+        for weights in (*safe, *pickled):  # a FIFO or device would block or never end when the loader reads it
+            _check_regular(weights, f"{label} {key}/{weights.name}")
         if not safe and not pickled:
             raise ModelError(f"model.source: {label} has no {key} weights ({key}/*.safetensors); it is incomplete")
         if not safe and not trust_pickle:
@@ -182,6 +227,16 @@ def _load_folder(folder: Path, dtype: torch.dtype, trust_pickle: bool, label: st
     components = _pipeline_components(pipe)
     _check_complete(components, label)
     return components
+
+
+def _check_regular(path: Path, label: str) -> None:
+    """A weight file must be a regular file (links to one are fine: the Hugging Face cache is made of them)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ModelError(f"model.source: {label} cannot be read ({exc.strerror})") from exc
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"model.source: {label} is {kind_of(mode)}, not a weight file; replace it with the file")
 
 
 def _check_single_file_keys(path: Path) -> None:
@@ -294,12 +349,25 @@ def load_components(
     """
     if source == TINY_RANDOM:
         return build_tiny_components()
+    if source == TOY_SHAPES:
+        if not (TOY_SHAPES_FOLDER / "model_index.json").is_file():
+            raise ModelError(
+                f"model.source: toy-shapes is missing from {TOY_SHAPES_FOLDER}; retrain it with "
+                "scripts/toy_model/train.py or use tiny-random"
+            )
+        return _load_folder(TOY_SHAPES_FOLDER, dtype, trust_pickle=False, label="toy-shapes")
     if not source.strip():
         raise ModelError(
             "model.source: no model given; give a diffusers folder, a .safetensors file, a Hugging Face repo id "
             "(owner/name), or tiny-random"
         )
-    path = Path(os.path.expanduser(source))
+    try:
+        path = Path(os.path.expanduser(source))
+        path.exists()
+    except ValueError:  # a NUL in the name
+        raise ModelError(f"model.source: {source!r} is not a valid path or repo id") from None
+    if path.exists() and not path.is_dir():
+        _check_regular(path, path.name)
     if path.is_dir():
         if not (path / "model_index.json").exists():
             raise ModelError(f"model.source: {source!r} is a folder but not a diffusers model (no model_index.json)")

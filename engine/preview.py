@@ -12,7 +12,9 @@ a request with other model settings replaces it. Requests::
 previous rendered frame); without it such a frame previews from its init image or from noise, with a warning. A
 preview is an ordinary render of a one-frame job into ``folder``, so an unchanged preview comes back at once.
 Each request ends with ``{"event": "preview", "id", "file", "seconds", "model_loaded"}``, or ``error`` /
-``cancelled`` with its ``id``. The server exits at the end of stdin.
+``cancelled`` with its ``id``. The server exits at the end of stdin. A request line is decoded like a job file
+(``job.decode_document``: size, depth, digits, UTF-8); a line longer than ``limits.MAX_DOCUMENT_BYTES`` is read
+past, never held whole, and answered with an error.
 """
 
 from __future__ import annotations
@@ -24,20 +26,24 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .contact_sheet import grid_sheet, save_sheet
 from .errors import EngineError, JobError, RenderCancelled
 from .events import EventStream
+from .files import remove_planted
 from .frame_store import FrameStore
-from .job import Job, ModelSpec, _Fields, parse_job
+from .job import Job, ModelSpec, _Fields, decode_document, parse_job
+from .limits import MAX_DOCUMENT_BYTES, MAX_INT
 from .models import Model
 
 PREVIEW_FILE = "preview.png"
+# What bounded_lines yields for a request line longer than the limit (a str no line equals by identity).
+OVERSIZED = "\x00oversized request\x00"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,7 @@ class PreviewServer:
         job = preview_job(request, warn)
         bent = self._render(job)
         output = request.folder / PREVIEW_FILE
+        remove_planted(output.with_name(f".{output.name}.partial"))  # save_sheet's temporary: never through a link
         if request.unbent:
             unbent = self._render(dataclasses.replace(job, bends=(), output_folder=request.folder / "unbent"))
             title = f"frame {request.frame}: unbent | bent"
@@ -159,14 +166,14 @@ class PreviewServer:
     def handle(self, line: str) -> None:
         request_id = 0
         try:
-            data = json.loads(line)
-            if isinstance(data, dict) and isinstance(data.get("id"), int):
+            if line is OVERSIZED:
+                raise JobError(f"request: longer than {MAX_DOCUMENT_BYTES:,} bytes; send a smaller job")
+            data = decode_document(line, "request")
+            if isinstance(data, dict) and isinstance(data.get("id"), int) and abs(data["id"]) <= MAX_INT:
                 request_id = data["id"]
             request = parse_request(data)
             self.stop.clear()
             self.preview(request)
-        except json.JSONDecodeError as exc:
-            self.events.emit("error", id=request_id, message=f"request: not valid JSON ({exc.msg})")
         except RenderCancelled:
             self.events.emit("cancelled", id=request_id)
         except EngineError as exc:
@@ -196,7 +203,21 @@ class PreviewServer:
 
 
 def _is_stop(line: str) -> bool:
+    if line is OVERSIZED or len(line) > 1000:  # a stop request is short; anything longer is parsed as a request
+        return False
     try:
         return json.loads(line).get("request") == "stop"
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
+
+
+def bounded_lines(stream: BinaryIO, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[str]:
+    """The lines of a byte stream, each at most ``limit`` bytes: a longer one is read past (never held whole) and
+    comes out as ``OVERSIZED``. Bytes that are not UTF-8 stay as surrogates, for the request's own error."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield OVERSIZED
+            continue
+        yield line.decode("utf-8", errors="surrogateescape")

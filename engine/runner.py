@@ -12,6 +12,7 @@ order.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import deque
@@ -26,10 +27,12 @@ from .bends import ParamBatch
 from .conditioning import PromptBank
 from .errors import BendError, EngineError, JobError
 from .events import EventStream
+from .files import read_regular
 from .frame_store import FrameStore, encode_png
 from .job import FrameSpec, Job, frame_record
-from .models import VAE_TILING_PIXELS, Model, auto_batch_size, load_model
-from .noise import circular_walk, noise_fields
+from .limits import MAX_BATCH_PIXELS, MAX_IMAGE_BYTES
+from .models import VAE_TILING_PIXELS, Model, auto_batch_size, load_model, pick_device, use_threads
+from .noise import NoiseWalk, noise_walk
 from .sampler import BentSampler
 from .stack import BendStack
 
@@ -117,6 +120,20 @@ class Runner:
         ]
         if not selected:
             raise JobError(f"--frames: no frame of the job lies in {frame_range[0]}-{frame_range[1]}")
+        if self._model is None:
+            pick_device(job.model.device)  # a device this machine lacks is refused before any work
+        created = not job.output_folder.exists()
+        try:
+            self._run(selected, started)
+        except BaseException:
+            if created:  # a render that failed before its first frame leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    job.output_folder.rmdir()  # only succeeds while empty
+            raise
+        return self._summary
+
+    def _run(self, selected: list[int], started: float) -> None:
+        job = self.job
         self.store.prepare()
         hashes = job.frame_hashes()
         manifest = self.store.load_manifest()
@@ -133,13 +150,13 @@ class Runner:
             with ThreadPoolExecutor(max_workers=PNG_WORKERS, thread_name_prefix="png") as self._encoder:
                 try:
                     render(todo, hashes)
+                    self._commit(wait=True)
                 except BaseException:
                     self._commit_what_remains()  # stopped or failing: every frame rendered so far is kept
                     raise
-                self._commit(wait=True)
         seconds = time.perf_counter() - started
         self.events.emit("done", rendered=len(self._rendered), skipped=len(skipped), seconds=round(seconds, 3))
-        return RunSummary(rendered=self._rendered, skipped=skipped, seconds=seconds)
+        self._summary = RunSummary(rendered=self._rendered, skipped=skipped, seconds=seconds)
 
     def _prepare_model(self) -> None:
         try:
@@ -155,6 +172,7 @@ class Runner:
     def _load(self) -> None:
         job = self.job
         started = time.perf_counter()
+        use_threads(job.model.threads)  # every time: a warm engine's next job may ask for another count
         if self._model is None:
             spec = job.model
             self._model = load_model(
@@ -170,7 +188,9 @@ class Runner:
         model = self._model
         if job.width * job.height > VAE_TILING_PIXELS:
             model.vae.enable_tiling()
-        self.batch_size = job.batch_size or auto_batch_size(model, job.width, job.height)
+        self.batch_size = job.batch_size or max(
+            1, min(auto_batch_size(model, job.width, job.height), MAX_BATCH_PIXELS // (job.width * job.height))
+        )
         self.bank = PromptBank(
             model.tokenizer, model.text_encoder, job.prompts, warn=lambda m: self.events.emit("warning", message=m)
         )
@@ -190,11 +210,17 @@ class Runner:
             device=str(model.device),
             dtype=str(model.dtype).replace("torch.", ""),
             batch_size=self.batch_size,
+            threads=torch.get_num_threads(),
             seconds=round(time.perf_counter() - started, 3),
         )
 
     def _params(self, frames: Sequence[FrameSpec]) -> dict[str, ParamBatch]:
-        return {p.bend.name: ParamBatch(tuple(f.params.get(p.bend.name, 0.0) for f in frames)) for p in self.job.bends}
+        # Frame numbers travel with the values: seeded operators (gaussian_noise) draw per frame, not per batch slot
+        numbers = tuple(f.frame for f in frames)
+        return {
+            p.bend.name: ParamBatch(tuple(f.params.get(p.bend.name, 0.0) for f in frames), numbers)
+            for p in self.job.bends
+        }
 
     def _follow_steps(self, frames: Sequence[int]) -> None:
         numbers = list(frames)
@@ -231,18 +257,18 @@ class Runner:
 
     def _render_txt2img(self, todo: Sequence[int], hashes: Sequence[str]) -> None:
         job = self.job
-        a, b = noise_fields(job.noise_seed, self.latent_shape)
+        walk = noise_walk(job.noise_seed, self.latent_shape, job.noise_mode)
         for batch in _batches(todo, self.batch_size):
             started = time.perf_counter()
             frames = [job.frames[i] for i in batch]
             self._follow_steps(f.frame for f in frames)
-            images = self._bent(frames, self._txt2img_latents, frames, a, b)
+            images = self._bent(frames, self._txt2img_latents, frames, walk)
             seconds = (time.perf_counter() - started) / len(batch)
             for index, image in zip(batch, images, strict=True):
                 self._record(index, image, hashes[index], seconds)
 
-    def _txt2img_latents(self, frames: Sequence[FrameSpec], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        noise = circular_walk(a, b, [f.phase for f in frames])
+    def _txt2img_latents(self, frames: Sequence[FrameSpec], walk: NoiseWalk) -> torch.Tensor:
+        noise = walk.at([f.phase for f in frames])
         cond = self.bank.mix([f.prompt_weights for f in frames])
         return self.sampler.txt2img(noise, cond, self._params(frames), seed=self.job.noise_seed)
 
@@ -290,22 +316,28 @@ class Runner:
             frame = job.frames[index]
             self._follow_steps([frame.frame])
             if index == 0 and job.init_image is None:
-                a, b = noise_fields(job.noise_seed, self.latent_shape)
-                image = self._bent([frame], self._txt2img_latents, [frame], a, b)[0]
+                walk = noise_walk(job.noise_seed, self.latent_shape, job.noise_mode)
+                image = self._bent([frame], self._txt2img_latents, [frame], walk)[0]
             else:
                 kept = previous is not None and previous[0] == index - 1
                 source = previous[1] if kept else self._source_image(index)
                 image = self._bent([frame], self._img2img_latents, index, source)[0]
             self._record(index, image, hashes[index], time.perf_counter() - started)
-            previous = (index, image)
+            # Kept in the memory layout of a PNG read back (row-major): decode's array is a channel-first view, and
+            # the VAE encoder would then take another kernel and round differently (seen with one CPU thread), so a
+            # chain rendered in one go and one resumed, or previewed, from the PNG files would not agree
+            previous = (index, np.ascontiguousarray(image))
 
     def _source_image(self, index: int) -> np.ndarray:
         """The image frame ``index`` starts from: the init image for the first frame, else the previous frame."""
         if index > 0:
             return self.store.read(self.job.frames[index - 1].frame)
+        import io
+
         from PIL import Image
 
-        with Image.open(self.job.init_image) as image:
+        data = read_regular(self.job.init_image, "img2img.init_image", MAX_IMAGE_BYTES)
+        with Image.open(io.BytesIO(data)) as image:
             image = image.convert("RGB")
             if image.size != (self.job.width, self.job.height):
                 image = image.resize((self.job.width, self.job.height), Image.Resampling.LANCZOS)

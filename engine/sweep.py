@@ -15,7 +15,9 @@ parameters every tile shares (default: the first).
 
 Each row renders as an ordinary text-to-image job of its own, with the bend moved to that row's layer and one
 frame per column carrying that column's value. So a tile is exactly the frame the same settings render on their
-own, and an interrupted sweep resumes like any render (rows live in ``row_NN/`` beside the sweep file).
+own, and an interrupted sweep resumes like any render. Rows live in ``row_NN-<sweep>/`` beside the sweep file,
+named after it, so two sweeps in one folder never share (and re-render) each other's rows; a row that fails before
+its first tile leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from .catalog import OPERATORS, UNET_TARGET
 from .contact_sheet import grid_sheet, save_sheet
 from .errors import BendError, JobError
 from .events import EventStream
+from .files import remove_planted
 from .frame_store import FrameStore
 from .job import FrameSpec, Job, _coerce, _Fields, load_job, read_job_document
+from .limits import MAX_SWEEP_AXIS, MAX_SWEEP_PIXELS
 from .models import Model
 from .stack import PlacedBend, Placement
 
@@ -49,6 +53,7 @@ class SweepSpec:
     values: tuple[float, ...]  # one per column; empty for a bend without a parameter (one column)
     layers: tuple[Layer, ...]  # one per row
     frame: int  # index into the job's frames
+    name: str = "sweep"  # the sweep file's name without its extension: its rows' folders carry it
 
 
 def _values(fields: _Fields, takes_param: bool, bend: str) -> tuple[float, ...]:
@@ -62,20 +67,24 @@ def _values(fields: _Fields, takes_param: bool, bend: str) -> tuple[float, ...]:
     if isinstance(raw, dict):
         span = fields.child("values")
         start, stop = span.get("start", "float"), span.get("stop", "float")
-        count = span.get("count", "int", check=lambda v: None if 1 <= v <= 64 else "must be between 1 and 64")
+        count = span.get(
+            "count",
+            "int",
+            check=lambda v: None if 1 <= v <= MAX_SWEEP_AXIS else f"must be between 1 and {MAX_SWEEP_AXIS}",
+        )
         endpoint = span.get("endpoint", "bool", True)
         span.finish()
         return tuple(float(v) for v in np.linspace(start, stop, count, endpoint=endpoint))
     items = fields.get("values", "list")
-    if not 1 <= len(items) <= 64:
-        raise JobError(f"sweep.values: give 1 to 64 values, got {len(items)}")
+    if not 1 <= len(items) <= MAX_SWEEP_AXIS:
+        raise JobError(f"sweep.values: give 1 to {MAX_SWEEP_AXIS} values, got {len(items)}")
     return tuple(_coerce(v, "float", f"sweep.values[{i}]") for i, v in enumerate(items))
 
 
 def _layers(fields: _Fields) -> tuple[Layer, ...]:
     items = fields.get("layers", "list")
-    if not 1 <= len(items) <= 64:
-        raise JobError(f"sweep.layers: give 1 to 64 layers, got {len(items)}")
+    if not 1 <= len(items) <= MAX_SWEEP_AXIS:
+        raise JobError(f"sweep.layers: give 1 to {MAX_SWEEP_AXIS} layers, got {len(items)}")
     layers: list[Layer] = []
     for i, item in enumerate(items):
         where = f"sweep.layers[{i}]"
@@ -94,8 +103,9 @@ def _layers(fields: _Fields) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def parse_sweep(data: Any, job: Job) -> SweepSpec:
+def parse_sweep(data: Any, job: Job, name: str = "sweep") -> SweepSpec:
     """Validate a ``sweep`` section against the job it sweeps; errors name the field."""
+    sweep_name = name
     fields = _Fields(data, "sweep")
     name = fields.get("bend", "str")
     placed = next((p for p in job.bends if p.bend.name == name), None)
@@ -116,7 +126,14 @@ def parse_sweep(data: Any, job: Job) -> SweepSpec:
             check_params(placed.bend, values)
         except BendError as exc:
             raise JobError(f"sweep.values: {exc}") from exc
-    return SweepSpec(bend=name, values=values, layers=layers, frame=frame)
+    tiles = len(layers) * (len(values) or 1)
+    if tiles * job.width * job.height > MAX_SWEEP_PIXELS:
+        raise JobError(
+            f"sweep: {tiles} tiles of {job.width}×{job.height} is {tiles * job.width * job.height:,} pixels held "
+            f"for the sheet, more than the limit of {MAX_SWEEP_PIXELS:,}; use fewer values or layers, or smaller "
+            "frames"
+        )
+    return SweepSpec(bend=name, values=values, layers=layers, frame=frame, name=sweep_name)
 
 
 def load_sweep(path: str | os.PathLike) -> tuple[Job, SweepSpec]:
@@ -127,7 +144,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[Job, SweepSpec]:
         raise JobError(f'{path}: a sweep file needs a "sweep" section (bend, values, layers)')
     section = data.pop("sweep")
     job = load_job(path, data)
-    return job, parse_sweep(section, job)
+    return job, parse_sweep(section, job, path.stem or "sweep")
 
 
 def _placement(layer: Layer, original: Placement) -> Placement:
@@ -156,8 +173,13 @@ def row_job(job: Job, spec: SweepSpec, row: int) -> Job:
         for column, value in enumerate(spec.values or (0.0,))
     )
     return dataclasses.replace(
-        job, mode="txt2img", bends=bends, frames=frames, output_folder=job.output_folder / f"row_{row:02d}"
+        job, mode="txt2img", bends=bends, frames=frames, output_folder=job.output_folder / row_folder_name(spec, row)
     )
+
+
+def row_folder_name(spec: SweepSpec, row: int) -> str:
+    """``row_NN-<sweep>``: named after the sweep, so sweeps sharing a folder keep their rows apart."""
+    return f"row_{row:02d}-{spec.name}"
 
 
 def _value_label(op: str, value: float) -> str:
@@ -200,6 +222,7 @@ def run_sweep(
     bend = next(p.bend for p in job.bends if p.bend.name == spec.bend)
     title = f"{spec.bend} ({bend.op}): {', '.join(job.prompts)[:80] or 'no prompt'}, seed {job.noise_seed}"
     sheet, layout = grid_sheet(tiles, row_labels, column_labels, title)
+    remove_planted(sheet_path.with_name(f".{sheet_path.name}.partial"))  # save_sheet's temporary: never through a link
     save_sheet(sheet, sheet_path)
     events.emit(
         "sheet",

@@ -9,7 +9,11 @@ Faults (N counts calls from 1; the fault hits call N, or every call from N on fo
     enospc-from N       the same for the N-th and every later frame file (the disk stays full)
     oom N               the N-th U-Net call raises torch.OutOfMemoryError, as CUDA does
     slow-unet 0 S       every U-Net call sleeps S seconds first (so a test can signal mid-render)
+    fifo-unet 0 PATH    every U-Net call first opens the FIFO at PATH and reads it to its end: a call that blocks
+                        in open() and read() for as long as the test likes
     hold-write N PATH   the N-th frame file stays half-written until PATH exists (so another worker overlaps)
+    readonly-from N     the output filesystem turns read-only at the N-th frame file: that write and every later
+                        write, rename and unlink fail with EROFS (the error handler's own cleanup included)
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ def _inject(kind: str, n: int, arg: str) -> None:
             half_then(path, data, lambda: os.kill(os.getpid(), signal.SIGKILL))
         elif kind in ("enospc", "enospc-from") and hit:
             half_then(path, data, disk_full)
+        elif kind == "readonly-from" and calls["png"] >= n:
+            readonly["on"] = True
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         elif kind == "hold-write" and hit:
             half_then(path, data, lambda: _wait_for(Path(arg)))
             write_file(path, data)
@@ -66,7 +73,17 @@ def _inject(kind: str, n: int, arg: str) -> None:
 
     frame_store._write_file = faulty_write
     frame_store._append = faulty_append
-    if kind in ("oom", "slow-unet"):
+    if kind == "readonly-from":
+        readonly = {"on": False}
+        unlink = Path.unlink
+
+        def read_only_unlink(self, *args, **kwargs):
+            if readonly["on"]:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            return unlink(self, *args, **kwargs)
+
+        Path.unlink = read_only_unlink
+    if kind in ("oom", "slow-unet", "fifo-unet"):
         import torch
         from diffusers import UNet2DConditionModel
 
@@ -81,6 +98,9 @@ def _inject(kind: str, n: int, arg: str) -> None:
                 )
             if kind == "slow-unet":
                 time.sleep(float(arg))
+            if kind == "fifo-unet":
+                with open(arg, "rb") as fifo:
+                    fifo.read()
             return forward(self, *args, **kwargs)
 
         UNet2DConditionModel.forward = faulty_forward

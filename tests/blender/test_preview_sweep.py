@@ -92,14 +92,14 @@ def test_sweep_writes_a_labelled_sheet_beside_the_blend_whose_tiles_are_renders(
     sheet = tmp_path / "bent_R1_sweep.png"
     assert sheet.is_file() and bpy.data.images[sheet.name].size[0] > 4 * 64
     rows = tmp_path / "bend" / bent_scene.name / "sweeps" / "R1"
-    assert sorted(p.name for p in rows.glob("row_*")) == ["row_00", "row_01"]
+    assert sorted(p.name for p in rows.glob("row_*")) == ["row_00-sweep", "row_01-sweep"]
 
     # Tile (layer 2, angle π/2) is the frame an ordinary render makes with those settings.
     bend = bent_scene.bend.bends[0]
     bend.latent_layer, bend.param = 2, math.pi / 2
     assert bpy.ops.bend.render(frame_start=3, frame_end=3) == {"FINISHED"}
     rendered = _read(tmp_path / "bend" / bent_scene.name / "frame_00003.png")
-    assert np.array_equal(_read(rows / "row_01" / "frame_00001.png"), rendered)
+    assert np.array_equal(_read(rows / "row_01-sweep" / "frame_00001.png"), rendered)
 
 
 def test_sweep_settings_errors(bent_scene, tmp_path):
