@@ -11,17 +11,18 @@ between denoising steps, keeping every finished frame. Called from a script or w
 and prints progress.
 """
 
-import sys
 from pathlib import Path
 
 import bpy
 from bpy.props import IntProperty
 
-from .. import compat, dependencies, preferences
+from .. import compat, preferences
 from ..audio_source import sound_strips
 from ..engine.frame_store import FrameStore, frame_file_name
 from ..engine_process import EXIT_STOPPED, EngineProcess
+from ..engine_python import check_dependencies, engine_python
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
+from ..status_bar import model_name
 from .engine_run import EngineRun, EngineSession
 
 
@@ -42,7 +43,7 @@ class FrameStrip:
             folder = Path(bpy.path.abspath(existing.directory)).resolve() if existing.type == "IMAGE" else None
             same = (
                 folder == self.folder.resolve()
-                and round(existing.frame_start) == scene.frame_start
+                and round(compat.strip_content_start(existing)) == scene.frame_start
                 and existing.elements[0].filename == first
             )
             if same:
@@ -66,7 +67,7 @@ class FrameStrip:
         channel = max((s.channel for s in sound_strips(scene)), default=0) + 1
         start, end = scene.frame_start, scene.frame_end + 1
         while any(
-            s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
+            s.channel == channel and compat.strip_left_handle(s) < end and compat.strip_right_handle(s) > start
             for s in compat.strips(scene)
         ):
             channel += 1
@@ -76,29 +77,38 @@ class FrameStrip:
         """Make the strip reach ``frame`` (frames not rendered yet show as missing until they are)."""
         if self.strip is None:
             self.strip = self._find_or_create()
-        while self.strip.frame_final_end <= frame:
-            next_frame = round(self.strip.frame_start) + len(self.strip.elements)
+        while compat.strip_right_handle(self.strip) <= frame:
+            next_frame = round(compat.strip_content_start(self.strip)) + len(self.strip.elements)
             self.strip.elements.append(frame_file_name(next_frame))
 
 
 class RenderSession(EngineSession):
     """A render run: progress over the frames to render, and the strip it keeps up to date."""
 
-    def __init__(self, scene: bpy.types.Scene, folder: Path, process: EngineProcess) -> None:
+    def __init__(self, scene: bpy.types.Scene, folder: Path, process: EngineProcess, model: str = "") -> None:
         super().__init__(process)
         self.strip = FrameStrip(scene, folder)
         self.folder = folder
+        self.model = model
         self.todo = 0
         self.done = 0
         self.skipped = 0
+        self.started = False  # the engine's "start" event came: it knows what is left to render
+        self.loaded = False  # the model is loaded ("loaded" event): from here on, frames count
 
     def progress(self, kind: str, event: dict) -> str | None:
         if kind == "start":
+            self.started = True
             self.todo, self.skipped = event["todo"], event["skipped"]
             for frame in self._existing_frames():
                 self.strip.show(frame)
-            return f"Bend: {self.todo} frames to render, {self.skipped} already done"
+            # A Flamenco Worker counts each line starting "Skipping existing frame" as one step of the task, as
+            # Blender prints for each frame it does not render again (command_blender.go, regexpFrameSkipped).
+            lines = [f"Bend: {self.todo} frames to render, {self.skipped} already done"]
+            lines += [f"Skipping existing frame ({n} of {self.skipped})" for n in range(1, self.skipped + 1)]
+            return "\n".join(lines)
         if kind == "loaded":
+            self.loaded = True
             where = f"{event['device']} ({event['dtype']})"
             return f"Bend: model {event['model']} loaded on {where} in {event['seconds']} s"
         if kind == "step" and self.todo:
@@ -107,10 +117,23 @@ class RenderSession(EngineSession):
             self.done += 1
             self.fraction = self.done / max(self.todo, 1)
             self.strip.show(event["frame"])
-            return f"Bend: frame {event['frame']} done ({self.done}/{self.todo}, {event['seconds']:.2f} s)"
+            # Blender's own lines for a frame written, which a Flamenco Worker reads (command_blender.go): "Saved:"
+            # sends the image as the job's thumbnail, "Time:" counts one step of the task.
+            minutes, seconds = divmod(round(event["seconds"], 2), 60)
+            return "\n".join(
+                [
+                    f"Bend: frame {event['frame']} done ({self.done}/{self.todo}, {event['seconds']:.2f} s)",
+                    f"Saved: '{self.folder / frame_file_name(event['frame'])}'",
+                    f"Time: {int(minutes):02d}:{seconds:05.2f}",
+                ]
+            )
         return None
 
     def status(self) -> str:
+        # Loading takes a while (torch's import, then the checkpoint): say so instead of "0/0 frames". A render
+        # with every frame already done loads nothing.
+        if not self.loaded and not (self.started and self.todo == 0):
+            return f"Bend: loading model {model_name(self.model)}..." if self.model else "Bend: loading the model..."
         return f"Bend: {self.done}/{self.todo} frames ({self.fraction:.0%})"
 
     def _existing_frames(self) -> list[int]:
@@ -118,7 +141,15 @@ class RenderSession(EngineSession):
 
     def outcome(self, code: int) -> tuple[str, str]:
         """The report level and message for the finished process (which has exited: its leftovers can go)."""
+        # wait() has ended the child's whole process group, so an engine behind a wrapper writes no more either:
+        # the child's temporaries go by its pid, those of the rest of its group as a dead process's.
         FrameStore(self.folder).remove_temporaries(pid=self.process.process.pid)
+        if code == 0 and (not self.started or self.done < self.todo):
+            # An Engine Python that is a wrapper script can exit 0 although the engine behind it never ran or died
+            return "ERROR", (
+                f"The render process exited before the render was done ({self.done} of {self.todo} frames; "
+                f"{self.process.last_error_line() or 'no message'}): check the Engine Python in the preferences"
+            )
         if code == 0:
             return "INFO", f"Rendered {self.done} frames ({self.skipped} already done) into {self.folder}"
         if code == EXIT_STOPPED:
@@ -153,26 +184,13 @@ class BEND_OT_render(EngineRun, bpy.types.Operator):
                 f"{scene.frame_start}-{scene.frame_end}: set Start and End within it"
             )
         folder = output_folder(scene)
-        job_path = write_job(build_job(scene, preferences.get(context)), folder)
+        job = build_job(scene, preferences.get(context))
+        job_path = write_job(job, folder)
         arguments = ["render", str(job_path)]
         if (first, last) != (scene.frame_start, scene.frame_end):
             arguments += ["--frames", f"{first}-{last}"]
-        return RenderSession(scene, folder, EngineProcess(arguments, engine_python(context)))
-
-
-def check_dependencies(context: bpy.types.Context) -> None:
-    """Refuse early, naming the fix, when the engine could not import its dependencies."""
-    missing = dependencies.missing() if not preferences.get(context).engine_python else []
-    if missing:
-        raise SceneJobError(
-            f"The engine's dependencies are missing ({', '.join(missing)}): install them in "
-            "Preferences > Extensions > Diffusion Bender"
-        )
-
-
-def engine_python(context: bpy.types.Context) -> str:
-    """The Python that runs the engine: the preference, or Blender's own."""
-    return bpy.path.abspath(preferences.get(context).engine_python) or sys.executable
+        process = EngineProcess(arguments, engine_python(context))
+        return RenderSession(scene, folder, process, model=job["model"]["source"])
 
 
 def _menu(self: bpy.types.Menu, context: bpy.types.Context) -> None:
