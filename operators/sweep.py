@@ -15,9 +15,9 @@ import bpy
 from .. import preferences
 from ..engine.catalog import OPERATORS, UNET_TARGET
 from ..engine_process import EXIT_STOPPED, EngineProcess
+from ..engine_python import check_dependencies, engine_python
 from ..scene_job import SceneJobError, build_job, output_folder, write_job
 from .engine_run import EngineRun, EngineSession
-from .render import check_dependencies, engine_python
 
 SWEEP_FILE = "sweep.json"
 
