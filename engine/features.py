@@ -16,7 +16,7 @@ the two differ, or where this module departs from both, :class:`FeatureSettings`
   (``w = 1``) reproduces the authors' code, whose leakage lifts a 1 kHz tone's centroid to about 1.3 kHz.
   Bin ``k`` has frequency ``f_k = k * sr / N`` Hz, ``k = 0 .. N/2``.
 
-The features (all float64, one value per frame, never NaN or inf):
+The spectral features, :data:`SPECTRAL_FEATURE_NAMES` (all float64, one value per frame, never NaN or inf):
 
 ``rms``
     ``sqrt(mean(x**2))`` over the frame's ``L`` *unwindowed* samples, at full scale (a sine of amplitude A
@@ -55,6 +55,10 @@ zero-padded mono signal, transformed by batched FFTs, and reduced with whole-arr
 frames at a time (blocks only bound memory and keep temporaries in cache; there is no per-frame Python code).
 ``tests/reference_features.py`` holds a per-frame loop transcription used as an oracle; the two agree to
 float32 precision.
+
+:func:`compute_features` adds the musical features of :mod:`.music` (onsets per band, harmonic and percussive
+energy, beat and bar phase, sections, chroma, an embedding); :func:`analyze` also returns the tempo and the beat,
+downbeat and section times.
 """
 
 from __future__ import annotations
@@ -67,16 +71,21 @@ import numpy as np
 import scipy.fft
 
 from .audio_io import pcm_to_float
-from .catalog import FEATURE_NAMES
+from .catalog import FEATURE_NAMES, SPECTRAL_FEATURE_NAMES
 from .errors import AudioError
+from .music import MusicAnalysis, analyze_music, check_music_settings
 
 __all__ = [
     "FEATURE_NAMES",
     "ONSET_GAMMA",
     "SAMPLE_CLIP",
+    "SPECTRAL_FEATURE_NAMES",
     "SPREAD_FLOOR",
     "FeatureSettings",
+    "MusicAnalysis",
+    "analyze",
     "compute_features",
+    "compute_spectral_features",
     "frame_count",
     "frame_starts",
     "window_length",
@@ -118,13 +127,22 @@ class FeatureSettings:
         Taper applied before the FFT; "rect" (none) reproduces the authors' code.
     band_edges_hz : tuple of float
         ``(e0, e1)`` with ``0 < e0 < e1 <= sr / 2``: band_low is ``[0, e0)``, band_mid ``[e0, e1)``,
-        band_high ``[e1, sr/2]``.
+        band_high ``[e1, sr/2]``; likewise for onset_low, onset_mid and onset_high.
+    tempo_bpm : float or None
+        The song's tempo in beats per minute, 10 to 1000, when the artist knows it; None detects it.
+    beats_per_bar : int
+        The meter, for bar_phase and downbeats: 4 for 4/4, 3 for 3/4.
+    beat_decay_s : float
+        Time constant of beat_pulse's exponential decay after each beat, in seconds (0: only the beat frame).
     """
 
     window_ms: float | None = None
     align: Literal["start", "center"] = "start"
     spectrum_window: Literal["hann", "rect"] = "hann"
     band_edges_hz: tuple[float, float] = (250.0, 4000.0)
+    tempo_bpm: float | None = None
+    beats_per_bar: int = 4
+    beat_decay_s: float = 0.1
 
 
 def _check_rate_and_fps(sample_rate: int, fps: float) -> tuple[int, float]:
@@ -262,6 +280,44 @@ def _hann(length: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
 
 
+def analyze(
+    samples: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    n_frames: int | None = None,
+    settings: FeatureSettings = FeatureSettings(),
+) -> MusicAnalysis:
+    """Every feature in :data:`FEATURE_NAMES` for each video frame, and the song's tempo, beats, downbeats and
+    sections (see :mod:`.music`). Parameters and errors as :func:`compute_features`, which returns
+    ``analyze(...).features``; this also raises AudioError naming tempo_bpm, beats_per_bar or beat_decay_s."""
+    check_music_settings(settings.tempo_bpm, settings.beats_per_bar, settings.beat_decay_s)
+    spectral, mono = _spectral_features(samples, sample_rate, fps, n_frames, settings)
+    sr, fps_f = int(sample_rate), float(fps)
+    n_frames = len(spectral["rms"])
+    length = window_length(settings, sr, fps_f)
+    starts = frame_starts(n_frames, sr, fps_f, length, settings.align)
+    music = analyze_music(
+        mono,
+        sr,
+        fps_f,
+        starts,
+        length,
+        spectral,
+        _check_settings(settings, sr),
+        settings.tempo_bpm,
+        settings.beats_per_bar,
+        settings.beat_decay_s,
+    )
+    merged = {**spectral, **music.features}
+    return MusicAnalysis(
+        {name: merged[name] for name in FEATURE_NAMES},
+        music.tempo_bpm,
+        music.beat_times_s,
+        music.downbeat_times_s,
+        music.section_times_s,
+    )
+
+
 def compute_features(
     samples: np.ndarray,
     sample_rate: int,
@@ -269,7 +325,20 @@ def compute_features(
     n_frames: int | None = None,
     settings: FeatureSettings = FeatureSettings(),
 ) -> dict[str, np.ndarray]:
-    """Compute every feature in :data:`FEATURE_NAMES` for each video frame.
+    """Compute every feature in :data:`FEATURE_NAMES` for each video frame: the spectral features below and
+    the musical ones of :mod:`.music` (``analyze(...).features``); parameters, returns and errors as
+    :func:`compute_spectral_features`, plus AudioError naming tempo_bpm, beats_per_bar or beat_decay_s."""
+    return analyze(samples, sample_rate, fps, n_frames, settings).features
+
+
+def compute_spectral_features(
+    samples: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    n_frames: int | None = None,
+    settings: FeatureSettings = FeatureSettings(),
+) -> dict[str, np.ndarray]:
+    """Compute every feature in :data:`SPECTRAL_FEATURE_NAMES` (this module's docstring) for each video frame.
 
     Parameters
     ----------
@@ -290,7 +359,7 @@ def compute_features(
     Returns
     -------
     dict of str to np.ndarray
-        One float64 array of length ``n_frames`` per name in :data:`FEATURE_NAMES`, in that order, in the
+        One float64 array of length ``n_frames`` per name in :data:`SPECTRAL_FEATURE_NAMES`, in that order, in the
         units given in the module docstring. Always finite. Empty audio gives zeros.
 
     Raises
@@ -300,15 +369,22 @@ def compute_features(
         less than one sample (naming window_ms), band edges out of order or above half the sample rate
         (naming band_edges_hz), or samples that are not a 1-D/2-D real array.
     """
+    return _spectral_features(samples, sample_rate, fps, n_frames, settings)[0]
+
+
+def _spectral_features(
+    samples: np.ndarray, sample_rate: int, fps: float, n_frames: int | None, settings: FeatureSettings
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`compute_spectral_features`, and the mono mix it analysed (float64, the whole audio)."""
     sr, fps_f = _check_rate_and_fps(sample_rate, fps)
     length = window_length(settings, sr, fps_f)
     edge_low, edge_high = _check_settings(settings, sr)
     channels = _as_channels(samples)
     n = channels.shape[0]
     n_frames = frame_count(n, sr, fps_f) if n_frames is None else _whole(n_frames, "n_frames")
-    out = {name: np.zeros(n_frames) for name in FEATURE_NAMES}
+    out = {name: np.zeros(n_frames) for name in SPECTRAL_FEATURE_NAMES}
     if n_frames == 0 or n == 0:
-        return out
+        return out, np.zeros(0)
 
     starts = frame_starts(n_frames, sr, fps_f, length, settings.align)
     # Every frame from the first one that starts at or after the end is silence with all-zero features; only
@@ -354,7 +430,7 @@ def compute_features(
     band_weights[np.arange(n_bins), band_of_bin] = parseval
 
     frames_view = np.lib.stride_tricks.sliding_window_view(mono, length)
-    res = {name: out[name][:n_live] for name in FEATURE_NAMES}
+    res = {name: out[name][:n_live] for name in SPECTRAL_FEATURE_NAMES}
     block = min(n_live, max(1, _BLOCK_VALUES // n_bins))
     # Work buffers are reused across blocks: fresh multi-megabyte arrays would cost page faults every block.
     mag_buffer = np.empty((block + 1, n_bins), dtype=np.float32)
@@ -428,4 +504,4 @@ def compute_features(
         np.subtract(logmag[1:], logmag[:-1], out=dev)
         np.maximum(dev, 0.0, out=dev)
         res["onset"][b0:b1] = dev.sum(axis=1, dtype=np.float64)
-    return out
+    return out, body

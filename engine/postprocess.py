@@ -1,8 +1,10 @@
-"""Shaping per-frame feature curves before they drive bends: normalisation, then attack/release smoothing.
+"""Shaping per-frame feature curves before they drive bends: normalisation, median filter, attack/release
+smoothing and a noise gate, in that order.
 
-The paper uses raw features scaled by hand-tuned constants; the authors' later code adds a min-max over the
-whole song and an instant-attack, exponential-release envelope. Both are here, in seconds and frames rather
-than samples, so a curve looks the same at any fps.
+The paper uses raw features scaled by hand-tuned constants; the authors' later code (JAES 2025) adds a min-max
+over the whole song, a median filter, an instant-attack, exponential-release envelope and a noise gate, chained
+median, then envelope, then gate. All are here, with times in seconds rather than frames or samples, so a curve
+looks the same at any fps.
 
 Conventions: one value per video frame, float64 in and out; non-finite values are treated as 0 (features from
 :mod:`.features` are always finite, so this only guards hand-made curves).
@@ -18,7 +20,7 @@ import numpy as np
 from .catalog import NORMALIZATIONS
 from .errors import AudioError
 
-__all__ = ["NORMALIZATIONS", "normalize", "postprocess", "smooth"]
+__all__ = ["NORMALIZATIONS", "median_filter", "median_kernel", "noise_gate", "normalize", "postprocess", "smooth"]
 
 
 def _curve(values: np.ndarray) -> np.ndarray:
@@ -132,6 +134,55 @@ def smooth(values: np.ndarray, fps: float, attack_s: float = 0.0, release_s: flo
     return np.asarray(out, dtype=np.float64)
 
 
+def median_filter(values: np.ndarray, kernel: int) -> np.ndarray:
+    """Running median over ``kernel`` frames (odd, >= 1), centred, as the authors' ``scipy.signal.medfilt``.
+
+    Like medfilt, the curve is padded with ``kernel // 2`` zeros at each end, so the first and last few values
+    are medians that include zeros. ``kernel=1`` returns a copy. Removes spikes shorter than half the kernel
+    while keeping steps sharp, unlike the envelope follower.
+
+    Raises
+    ------
+    AudioError
+        If kernel is not an odd whole number >= 1.
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 or kernel % 2 == 0:
+        raise AudioError(f"the median filter's kernel must be an odd whole number of frames >= 1, got {kernel!r}")
+    x = _curve(values)
+    if kernel == 1 or x.size == 0:
+        return x.copy()
+    half = int(kernel) // 2
+    padded = np.concatenate([np.zeros(half), x, np.zeros(half)])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, int(kernel)), axis=1)
+
+
+def median_kernel(median_s: float, fps: float) -> int:
+    """The median filter's kernel for a window of ``median_s`` seconds: ``2 * floor(median_s * fps / 2) + 1``
+    frames, the odd number in ``(median_s * fps - 1, median_s * fps + 1]`` (1, no filtering, below 2 frames)."""
+    return 2 * math.floor(median_s * fps / 2) + 1
+
+
+def noise_gate(values: np.ndarray, fraction: float) -> np.ndarray:
+    """The authors' noise gate: values whose magnitude is below ``fraction * (max - min) + min`` become 0.
+
+    ``fraction`` is in [0, 1]; 0 lets everything through, 1 keeps only the maximum (and values as loud in
+    magnitude). The threshold is taken over the whole curve.
+
+    Raises
+    ------
+    AudioError
+        If fraction is outside [0, 1].
+    """
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0):
+        raise AudioError(f"the noise gate's fraction must be between 0 and 1, got {fraction!r}")
+    x = _curve(values)
+    if x.size == 0:
+        return x.copy()
+    lo, hi = float(x.min()), float(x.max())
+    threshold = fraction * (hi - lo) + lo
+    return np.where(np.abs(x) < threshold, 0.0, x)
+
+
 def postprocess(
     features: Mapping[str, np.ndarray],
     fps: float,
@@ -140,10 +191,15 @@ def postprocess(
     release_s: float = 0.0,
     low_percentile: float = 5.0,
     high_percentile: float = 95.0,
+    median_s: float = 0.0,
+    gate: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """Normalise, then smooth, every curve of a feature dict (as returned by ``compute_features``).
+    """Normalise, median-filter, smooth, then gate every curve of a feature dict (as returned by
+    ``compute_features``): the authors' chain (median, envelope, gate) after the normalisation.
 
-    Smoothing after normalising keeps the envelope inside [0, 1] when a normalisation is used.
+    Smoothing after normalising keeps the envelope inside [0, 1] when a normalisation is used. ``median_s`` is
+    the median filter's window in seconds (:func:`median_kernel`; 0: off) and ``gate`` the noise gate's
+    fraction (:func:`noise_gate`; 0: off).
 
     Returns
     -------
@@ -153,11 +209,20 @@ def postprocess(
     Raises
     ------
     AudioError
-        As :func:`normalize` and :func:`smooth`.
+        As :func:`normalize` and :func:`smooth`, and for a negative median_s or a gate outside [0, 1].
     """
     if normalization not in NORMALIZATIONS:
         raise AudioError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
-    return {
-        name: smooth(normalize(values, normalization, low_percentile, high_percentile), fps, attack_s, release_s)
-        for name, values in features.items()
-    }
+    if not (isinstance(median_s, (int, float)) and math.isfinite(median_s) and median_s >= 0):
+        raise AudioError(f"median_s must be a time in seconds >= 0, got {median_s!r}")
+    if not (isinstance(gate, (int, float)) and 0.0 <= gate <= 1.0):
+        raise AudioError(f"gate must be a fraction of each curve's range from 0 to 1, got {gate!r}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise AudioError(f"fps must be a positive finite number, got {fps!r}")
+    kernel = median_kernel(float(median_s), fps)
+    out = {}
+    for name, values in features.items():
+        curve = normalize(values, normalization, low_percentile, high_percentile)
+        curve = smooth(median_filter(curve, kernel), fps, attack_s, release_s)
+        out[name] = noise_gate(curve, gate) if gate else curve
+    return out

@@ -14,9 +14,9 @@ import numpy as np
 from scipy.signal import get_window
 
 from engine.features import (
-    FEATURE_NAMES,
     ONSET_GAMMA,
     SAMPLE_CLIP,
+    SPECTRAL_FEATURE_NAMES,
     SPREAD_FLOOR,
     FeatureSettings,
     frame_count,
@@ -67,7 +67,7 @@ def compute_features_loop(
     e0, e1 = settings.band_edges_hz
     low, mid, high = freqs < e0, (freqs >= e0) & (freqs < e1), freqs >= e1
 
-    out = {name: np.zeros(n_frames) for name in FEATURE_NAMES}
+    out = {name: np.zeros(n_frames) for name in SPECTRAL_FEATURE_NAMES}
     previous = None
     for i in range(n_frames):
         t = i * sr / fps

@@ -26,12 +26,16 @@ def test_bake_writes_one_linear_key_per_frame_for_every_feature(scene, tmp_path)
     ext = blender_env.extension()
     ext.compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}
-    for name in ext.engine.catalog.FEATURE_NAMES:
+    for name, spec in ext.engine.catalog.FEATURES.items():
         fcurve = ext.compat.find_fcurve(scene, f"bend.audio.{name}")
         assert [k.co[0] for k in fcurve.keyframe_points] == list(range(1, 13)), name
         assert all(k.interpolation == "LINEAR" for k in fcurve.keyframe_points)
         values = [k.co[1] for k in fcurve.keyframe_points]
-        assert all(np.isfinite(values)) and min(values) >= 0.0 and max(values) <= 1.0  # min-max by default
+        assert all(np.isfinite(values)) and min(values) >= 0.0, name
+        if spec.normalize:
+            assert max(values) <= 1.0, name  # min-max by default
+    # Fixed-range features keep their raw values: the song's 110 Hz bass is an A, pitch class 9.
+    assert [k.co[1] for k in ext.compat.find_fcurve(scene, "bend.audio.pitch_class").keyframe_points] == [9.0] * 12
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}  # a re-bake replaces, it does not add
     assert len(ext.compat.find_fcurve(scene, "bend.audio.rms").keyframe_points) == 12
     scene.frame_set(4)
