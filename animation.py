@@ -58,6 +58,25 @@ def move_animation(scene: bpy.types.Scene, old_prefix: str, new_prefix: str) -> 
             fcurve.data_path = new_prefix + fcurve.data_path[len(old_prefix) :]
 
 
+def item_path(item: bpy.types.bpy_struct, prop: str) -> str:
+    """The data path of ``item.prop`` with the item keyed by name (``bend.bends["R1"].param``).
+
+    Blender's own path (``path_from_id``) keys a collection item by index; the name key keeps the path with the item
+    when the list is reordered (see ``key_paths_by_name``).
+    """
+    item_prefix = item.path_from_id()
+    collection = item_prefix[: item_prefix.rindex("[")]
+    return f'{collection}["{bpy.utils.escape_identifier(item.name)}"]' + item.path_from_id(prop)[len(item_prefix) :]
+
+
+def item_drivers(scene: bpy.types.Scene, item: bpy.types.bpy_struct, prop: str) -> list[bpy.types.FCurve]:
+    """The drivers on ``item.prop`` (every component of an array), keyed by name or, as the UI adds them, by index."""
+    if scene.animation_data is None:
+        return []
+    paths = {item_path(item, prop), item.path_from_id(prop)}
+    return [driver for driver in scene.animation_data.drivers if driver.data_path in paths]
+
+
 def linear_interpolation() -> int:
     return bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
 
@@ -68,11 +87,20 @@ def write_keys(
     frames: Sequence[float],
     values: Sequence[float],
     interpolation: Sequence[int] | None = None,
+    index: int = -1,
 ) -> None:
-    """Replace the F-curve at ``path`` with one key per (frame, value), written in bulk; LINEAR unless given."""
-    remove_animation(scene, path)
-    scene.keyframe_insert(path, frame=frames[0])
-    fcurve = compat.find_fcurve(scene, path) or _index_keyed(scene, path)
+    """Replace the F-curve at ``path`` with one key per (frame, value), written in bulk; LINEAR unless given.
+
+    ``index`` is the component of an array property (its F-curve's array_index); -1 for a plain property.
+    """
+    if index < 0:
+        remove_animation(scene, path)
+    else:  # only this component: the others keep their curves
+        for old in (compat.find_fcurve(scene, path, index), _index_keyed(scene, path, index)):
+            if old is not None:
+                compat.remove_fcurve(scene, old)
+    scene.keyframe_insert(path, index=index, frame=frames[0])
+    fcurve = compat.find_fcurve(scene, path, max(index, 0)) or _index_keyed(scene, path, max(index, 0))
     fcurve.data_path = path  # 5.0 keys collection items by index on insert; keep the name
     points = fcurve.keyframe_points
     points.clear()
@@ -82,10 +110,10 @@ def write_keys(
     fcurve.update()
 
 
-def _index_keyed(scene: bpy.types.Scene, path: str) -> bpy.types.FCurve | None:
+def _index_keyed(scene: bpy.types.Scene, path: str, index: int = 0) -> bpy.types.FCurve | None:
     match = re.match(r'^bend\.(\w+)\["((?:[^"\\]|\\.)*)"\]', path)
     if match:
         items = getattr(scene.bend, match.group(1))
-        index = items.find(match.group(2).replace('\\"', '"').replace("\\\\", "\\"))
-        return compat.find_fcurve(scene, f"bend.{match.group(1)}[{index}]" + path[match.end() :])
+        position = items.find(match.group(2).replace('\\"', '"').replace("\\\\", "\\"))
+        return compat.find_fcurve(scene, f"bend.{match.group(1)}[{position}]" + path[match.end() :], index)
     return None

@@ -14,6 +14,7 @@ from bpy.props import (
     CollectionProperty,
     EnumProperty,
     FloatProperty,
+    FloatVectorProperty,
     IntProperty,
     IntVectorProperty,
     PointerProperty,
@@ -21,20 +22,22 @@ from bpy.props import (
 )
 
 from . import animation, compat
-from .engine.catalog import FEATURE_NAMES, NORMALIZATIONS, OPERATORS, SCHEDULER_ALIASES, SD_UNET_TARGETS, SELECTIONS
+from .engine.catalog import (
+    FEATURE_NAMES,
+    FEATURES,
+    MAX_TEMPO_BPM,
+    MIN_TEMPO_BPM,
+    NORMALIZATIONS,
+    OPERATORS,
+    OPTIONS,
+    SCHEDULER_ALIASES,
+    SD_UNET_TARGETS,
+    SELECTIONS,
+    OptionSpec,
+)
 
-FEATURE_LABELS = {
-    "rms": ("RMS", "Loudness: root mean square of the frame's samples"),
-    "centroid": ("Centroid", "Spectral centroid in Hz: the brightness of the sound"),
-    "spread": ("Spread", "Spectral spread in Hz around the centroid"),
-    "skewness": ("Skewness", "Spectral skewness: asymmetry of the spectrum"),
-    "kurtosis": ("Kurtosis", "Spectral kurtosis: peakiness of the spectrum"),
-    "flux": ("Flux", "Spectral flux: how much the spectrum changed since the previous frame"),
-    "onset": ("Onset", "Onset strength: high on note attacks and hits"),
-    "band_low": ("Low Band", "Energy below the low band edge"),
-    "band_mid": ("Mid Band", "Energy between the band edges"),
-    "band_high": ("High Band", "Energy above the high band edge"),
-}
+# Labels and tooltips come from the engine's one description of each feature, so a new feature gets its property.
+FEATURE_LABELS = {name: (spec.label, f"{spec.description} ({spec.units})") for name, spec in FEATURES.items()}
 
 SELECTION_LABELS = {
     "all": ("All", "Every element"),
@@ -43,7 +46,19 @@ SELECTION_LABELS = {
     "column": ("Column", "One column"),
     "random": ("Random Elements", "A seeded random fraction of elements, the same on every frame"),
     "random_channels": ("Random Channels", "A seeded random fraction of whole channels, for spatial bends"),
+    "random_rows": ("Random Rows", "A seeded random fraction of whole rows, the same on every frame"),
+    "random_columns": ("Random Columns", "A seeded random fraction of whole columns, the same on every frame"),
 }
+INDEXED_SELECTIONS = ("channel", "row", "column")  # these take selection_index
+RANDOM_SELECTIONS = ("random", "random_channels", "random_rows", "random_columns")  # these take fraction and seed
+
+# One vector property holds every vector operator's components (six angles, sixteen matrix entries): an operator
+# uses the first K, so switching operators keeps one F-curve per component and the job reads a prefix.
+PARAM_PROPS = ("param", "param_vector")  # every BendItem property that animates a parameter
+PARAM_VECTOR_SIZE = max(spec.param.length for spec in OPERATORS.values() if spec.param is not None)
+# Presentation only: the option's values are the catalog's, these are their names in menus.
+_OPTION_VALUE_LABELS = {"normalize_dim": {"0": "Channels", "1": "Rows", "2": "Columns"}}
+_INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit
 
 
 def _operator_items() -> list[tuple[str, str, str]]:
@@ -61,6 +76,55 @@ def unique_bend_name(bends: bpy.types.bpy_prop_collection, wanted: str, exclude:
     while f"{stem}.{number:03d}" in taken:
         number += 1
     return f"{stem}.{number:03d}"
+
+
+def _option_property(spec: OptionSpec) -> object:
+    """The BendItem property of one catalog option, named like the option key: a job's value comes straight from it.
+
+    A choice, or an integer that may be null ("off"), is a menu whose "NONE" item stands for null; other integers
+    are int fields (a vector for a pair such as a channel plane), bounded as the catalog bounds them.
+    """
+    description = spec.description[:1].upper() + spec.description[1:]
+    name = spec.name.replace("_", " ").title()
+    if spec.kind == "choice" or spec.nullable:
+        if spec.kind == "choice":
+            values = [str(choice) for choice in spec.choices]
+        elif spec.low is None or spec.high is None:
+            raise ValueError(f"catalog.OPTIONS[{spec.name!r}]: a nullable integer option needs low and high")
+        else:
+            values = [str(v) for v in range(spec.low, spec.high + 1)]
+        labels = _OPTION_VALUE_LABELS.get(spec.name, {})
+        items = [("NONE", "None", "Off")] if spec.nullable else []
+        items += [(v, labels.get(v, v.upper()), "") for v in values]
+        default = "NONE" if spec.default is None else str(spec.default)
+        return EnumProperty(name=name, description=description, items=items, default=default)
+    bounds = {}
+    if spec.low is not None:
+        bounds["min"] = max(spec.low, -_INT_MAX)
+    if spec.high is not None:
+        bounds["max"] = min(spec.high, _INT_MAX)
+    if spec.size > 1:
+        return IntVectorProperty(name=name, description=description, size=spec.size, default=spec.default, **bounds)
+    return IntProperty(name=name, description=description, default=spec.default or 0, **bounds)
+
+
+def _option_value(item: bpy.types.PropertyGroup, spec: OptionSpec) -> object:
+    """The job value of option ``spec`` from its BendItem property (the inverse of ``_option_property``)."""
+    value = getattr(item, spec.name)
+    if spec.nullable and value == "NONE":
+        return None
+    if spec.kind == "choice":
+        return next(choice for choice in spec.choices if str(choice) == value)
+    if spec.nullable:
+        return int(value)
+    return [int(v) for v in value] if spec.size > 1 else int(value)
+
+
+# Every option some operator takes, as a mixin of generated properties (Blender registers a mixin's annotations).
+_OPTION_KEYS = [key for key in OPTIONS if any(key in spec.options for spec in OPERATORS.values())]
+_BendOptions = type(
+    "_BendOptions", (), {"__annotations__": {key: _option_property(OPTIONS[key]) for key in _OPTION_KEYS}}
+)
 
 
 def bend_data_path(name: str, prop: str = "param") -> str:
@@ -91,7 +155,7 @@ class BendPrompt(bpy.types.PropertyGroup):
     )
 
 
-class BendItem(bpy.types.PropertyGroup):
+class BendItem(_BendOptions, bpy.types.PropertyGroup):
     name: StringProperty(name="Name", default="Bend", update=_on_bend_name)
     previous_name: StringProperty(options={"HIDDEN"})
     enabled: BoolProperty(name="Enabled", default=True, description="Include this bend in renders")
@@ -121,39 +185,42 @@ class BendItem(bpy.types.PropertyGroup):
     selection_index: IntProperty(name="Index", description="Which channel, row or column", default=0, min=0)
     fraction: FloatProperty(
         name="Fraction",
-        description="Fraction of elements or channels selected",
+        description="Fraction of elements, channels, rows or columns selected",
         default=0.05,
         min=0.0,
         max=1.0,
         subtype="FACTOR",
     )
-    selection_seed: IntProperty(name="Seed", description="Seed of the random selection", default=0, min=0)
-    channel: IntProperty(name="Channel", description="The channel to reflect", default=0, min=0)
-    plane: IntVectorProperty(
-        name="Plane", description="The channel plane (i, j) to rotate", size=2, default=(1, 2), min=0
-    )
-    normalize_dim: EnumProperty(
-        name="Normalize",
-        description="After erosion or dilation, subtract the mean along this dimension (paper 3.1.3)",
-        items=[("NONE", "None", ""), ("0", "Channels", "dim 0"), ("1", "Rows", "dim 1"), ("2", "Columns", "dim 2")],
-        default="NONE",
-    )
-    axis: EnumProperty(name="Axis", items=[("x", "X", "Horizontal"), ("y", "Y", "Vertical")], default="x")
+    selection_seed: IntProperty(name="Selection Seed", description="Seed of the random selection", default=0, min=0)
+    # The operator options (channel, plane, normalize_dim, axis, seed ...) come from _BendOptions.
     param: FloatProperty(
         name="Parameter",
         description="The operator's parameter r; keyframe it, or drive it from a baked audio feature",
         default=0.0,
     )
+    param_vector: FloatVectorProperty(
+        name="Parameters",
+        description="A vector operator's parameters (angles, matrix entries), the first ones it takes; keyframe "
+        "each, or drive them from the audio embedding",
+        size=PARAM_VECTOR_SIZE,
+        default=(0.0,) * PARAM_VECTOR_SIZE,
+    )
 
     def operator_options(self) -> dict[str, object]:
         """The engine options this bend's operator takes, from the matching settings."""
-        values = {
-            "plane": [self.plane[0], self.plane[1]],
-            "channel": self.channel,
-            "normalize_dim": None if self.normalize_dim == "NONE" else int(self.normalize_dim),
-            "axis": self.axis,
-        }
-        return {key: values[key] for key in OPERATORS[self.op].options}
+        return {key: _option_value(self, OPTIONS[key]) for key in OPERATORS[self.op].options}
+
+    def param_value(self) -> float | list[float]:
+        """The parameter at the current frame as the job writes it: a number, or a list for a vector operator."""
+        param = OPERATORS[self.op].param
+        if param is not None and param.is_vector:
+            return list(self.param_vector[: param.length])
+        return self.param
+
+    def param_prop(self) -> str:
+        """The property that holds this bend's animated parameter."""
+        param = OPERATORS[self.op].param
+        return "param_vector" if param is not None and param.is_vector else "param"
 
 
 def _feature_annotations() -> dict[str, object]:
@@ -215,6 +282,53 @@ class BendBakeSettings(bpy.types.PropertyGroup):
         soft_max=2.0,
         unit="TIME_ABSOLUTE",
     )
+    median: FloatProperty(
+        name="Median",
+        description="Median filter window in seconds, removing spikes shorter than half of it; 0: off",
+        default=0.0,
+        min=0.0,
+        soft_max=1.0,
+        unit="TIME_ABSOLUTE",
+    )
+    gate: FloatProperty(
+        name="Noise Gate",
+        description="Values below this fraction of each curve's range become 0; 0: off",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    tempo: FloatProperty(
+        name="Tempo",
+        description=f"The song's tempo in beats per minute when you know it ({MIN_TEMPO_BPM:g} to "
+        f"{MAX_TEMPO_BPM:g}); 0: detect it",
+        default=0.0,
+        min=0.0,
+        max=MAX_TEMPO_BPM,
+        soft_max=240.0,
+    )
+    beats_per_bar: IntProperty(
+        name="Beats per Bar",
+        description="The meter, for Bar Phase and bar markers: 4 for 4/4, 3 for 3/4",
+        default=4,
+        min=1,
+        max=64,
+    )
+    beat_decay: FloatProperty(
+        name="Beat Decay",
+        description="How fast Beat Pulse falls after each beat: its exponential time constant in seconds",
+        default=0.1,
+        min=0.0,
+        soft_max=1.0,
+        unit="TIME_ABSOLUTE",
+    )
+    # Written by the bake, saved with the file: the panel shows the tempo, and Add Music Markers reuses the beats
+    # and sections while the sound and the analysis settings are those of the bake.
+    baked_tempo: FloatProperty(
+        name="Baked Tempo", description="Tempo found by the last bake, in BPM (0: no beat found)", options={"HIDDEN"}
+    )
+    baked_analysis: StringProperty(options={"HIDDEN"})
+    music_markers: StringProperty(options={"HIDDEN"})
 
 
 class BendPreviewSettings(bpy.types.PropertyGroup):
@@ -279,6 +393,20 @@ class BendSettings(bpy.types.PropertyGroup):
     prompt_index: IntProperty(name="Active Prompt")
     negative_prompt: StringProperty(name="Negative Prompt")
     noise_seed: IntProperty(name="Noise Seed", description="Seed of the noise walk's two fields", default=46, min=0)
+    # Identifiers are the engine's noise.mode values (engine/noise.py NOISE_MODES, which needs torch to import).
+    noise_mode: EnumProperty(
+        name="Noise Mode",
+        items=[
+            ("paper", "Paper", "Each frame starts from A·sin φ + B·cos φ: the walk wanders through noise (paper 3.2)"),
+            (
+                "dafx",
+                "Authors' Code",
+                "Each frame starts from one fixed noise plus 0.3 × the walk: the image breathes around one picture "
+                "(the authors' DAFx code)",
+            ),
+        ],
+        default="paper",
+    )
     phase_mode: EnumProperty(
         name="Noise Walk",
         items=[

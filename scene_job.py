@@ -16,6 +16,7 @@ import bpy
 
 from .audio_source import scene_fps
 from .engine.catalog import JOB_FORMAT, JOB_VERSION, OPERATORS
+from .properties import INDEXED_SELECTIONS, RANDOM_SELECTIONS
 
 JOB_NAME = "job.json"
 
@@ -61,6 +62,7 @@ def _model(scene: bpy.types.Scene, prefs) -> dict[str, object]:
         "scheduler": scene.bend.scheduler,
         "memory": prefs.memory,
         "compile": bool(prefs.compile_unet),
+        "threads": int(prefs.cpu_threads),
         "allow_download": bool(prefs.allow_download and bpy.app.online_access),
         "trust_pickle": bool(prefs.trust_pickle),
     }
@@ -74,12 +76,21 @@ def _bend_record(bend) -> dict[str, object]:
         record["unet"] = {"target": bend.unet_target, "steps": [bend.step_start, bend.step_end or None]}
     kind = bend.selection
     selection: dict[str, object] = {"kind": kind}
-    if kind in ("channel", "row", "column"):
+    if kind in INDEXED_SELECTIONS:
         selection["index"] = bend.selection_index
-    elif kind in ("random", "random_channels"):
+    elif kind in RANDOM_SELECTIONS:
         selection.update(fraction=bend.fraction, seed=bend.selection_seed)
     record["selection"] = selection
     return record
+
+
+def _check_finite(bend, value: float | list[float], frame: int) -> None:
+    names = OPERATORS[bend.op].param.names or ("the parameter",)
+    for name, component in zip(names, value if isinstance(value, list) else [value], strict=True):
+        if not math.isfinite(component):
+            raise SceneJobError(
+                f"Bend {bend.name!r} at frame {frame}: {name} is {component}; fix its keyframes or driver"
+            )
 
 
 def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[str, object]:
@@ -98,6 +109,9 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     if first < 0:
         raise SceneJobError(f"The scene starts at frame {first}: frames must be 0 or later (set Start ≥ 0)")
     n_frames = last - first + 1
+    # The loop's phase per noise mode, as engine/noise.py's default_phases (not importable here: it needs torch):
+    # the paper's 2πi/k, or the authors' 2πi/(k − 1), whose last frame returns to the first.
+    loop = n_frames if settings.noise_mode == "paper" else max(n_frames - 1, 1)
     frames = []
     current = scene.frame_current
     try:
@@ -114,16 +128,14 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
                 "frame": frame,
                 "prompt_weights": weights,
                 "phase": (
-                    2 * math.pi * (frame - first) / n_frames if settings.phase_mode == "LOOP" else settings.noise_phase
+                    2 * math.pi * (frame - first) / loop if settings.phase_mode == "LOOP" else settings.noise_phase
                 ),
                 "strength": settings.strength,
-                "bends": {b.name: b.param for b in driven},
+                # a number, or a list of the operator's components for a vector operator
+                "bends": {b.name: b.param_value() for b in driven},
             }
-            for name, value in record["bends"].items():
-                if not math.isfinite(value):
-                    raise SceneJobError(
-                        f"Bend {name!r} at frame {frame}: the parameter is {value}; fix its keyframes or driver"
-                    )
+            for bend in driven:
+                _check_finite(bend, record["bends"][bend.name], frame)
             frames.append(record)
     finally:
         scene.frame_set(current)
@@ -140,7 +152,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
         "batch_size": settings.batch_size,
         "prompts": [p.text for p in prompts] or [""],
         "negative_prompt": settings.negative_prompt,
-        "noise": {"seed": settings.noise_seed},
+        "noise": {"seed": settings.noise_seed, "mode": settings.noise_mode},
         "img2img": {
             "prompt": None if settings.img2img_prompt_source == "MIX" else settings.img2img_prompt,
             "init_image": bpy.path.abspath(settings.init_image) if settings.init_image else None,

@@ -4,16 +4,20 @@ A bend is the paper's unit of network bending (section 3): an operator (section 
 features it applies to. Where it applies (latent layer k, or a U-Net hook) is decided by the caller; this module
 only validates bends and applies them to a tensor.
 
-Validation is split by what it needs:
+Validation is generated from each operator's one description in ``catalog.OPERATORS`` (its ``ParamSpec`` and
+option keys) and each option's in ``catalog.OPTIONS``, and split by what it needs:
 - ``validate_bend``: the bend alone (operator name, option keys and values, selection fields);
-- ``check_params``: the host-side parameter values (finite, r ≠ 0 for invert, kernel size ≥ 1, zoom > 0), so a job
-  can be checked frame by frame before anything renders, with messages that name the frame;
-- ``apply_bend``: the tensor's shape (4 channels for R1..R4, channel / plane / row / column indexes in range), and
-  it repeats the two checks above, which are cheap and host-only, so a bend can never fail deep inside torch.
+- ``check_params``: the host-side parameter values (a number, or a list of the right length for a vector
+  parameter; finite; in the parameter's domain, e.g. r ≠ 0 for invert), so a job can be checked frame by frame
+  before anything renders, with messages that name the frame;
+- ``apply_bend``: the tensor's shape (4 channels for the 4×4 matrices, channel / plane / row / column indexes in
+  range, a square 2^k map for the spatial Hadamard), and it repeats the two checks above, which are cheap and
+  host-only, so a bend can never fail deep inside torch.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .catalog import OPTIONS, ParamSpec
 from .errors import BendError
-from .operators import OPERATORS, OperatorSpec, apply_operator, kernel_size
+from .operators import OPERATORS, OperatorSpec, apply_operator
 from .selection import Selection, selection_mask, validate_selection
 
 __all__ = ["Bend", "ParamBatch", "apply_bend", "check_params", "validate_bend"]
@@ -33,40 +38,74 @@ __all__ = ["Bend", "ParamBatch", "apply_bend", "check_params", "validate_bend"]
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
+Value = float | tuple[float, ...]  # one sample's parameter: a number, or a vector for a vector operator
+
+
+def _number(raw: Any) -> float:
+    """float(raw), with TypeError for anything float() refuses (a nested list, a word)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise TypeError(raw) from None
+
+
+def _value(raw: Any) -> Value:
+    """One sample's value as a float or a tuple of floats (a vector parameter)."""
+    if isinstance(raw, list | tuple):
+        return tuple(_number(v) for v in raw)
+    return _number(raw)
+
+
 @dataclass(frozen=True)
 class ParamBatch:
-    """Per-sample parameter values: host floats (for validation and integer-valued params) and a cached device tensor.
+    """Per-sample parameter values: host values (for validation and integer-valued params) and a cached device tensor.
 
-    ``values[n]`` is the parameter of sample n. The host copy is what validation and kernel sizes read, so
-    operators never read the device tensor back; the device tensor is made once per (device, dtype) and reused by
-    every call on the same batch (a U-Net hook runs once per step).
+    ``values[n]`` is the parameter of sample n: a float, or a tuple of floats for a vector parameter (six angles,
+    sixteen matrix entries). ``frames[n]``, when given, is sample n's frame number: operators that draw random
+    numbers (``gaussian_noise``) seed them from it, so a frame's noise does not depend on its batch. The host copy
+    is what validation and kernel sizes read, so operators never read the device tensor back; the device tensor
+    is made once per (device, dtype) and reused by every call on the same batch (a U-Net hook runs once per step).
     """
 
-    values: tuple[float, ...]
+    values: tuple[Value, ...]
+    frames: tuple[int, ...] | None = None
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         try:
-            values = tuple(float(v) for v in self.values)
+            values = tuple(_value(v) for v in self.values)
         except (TypeError, ValueError) as exc:
-            raise BendError(f"parameter values must be numbers, got {self.values!r}") from exc
+            raise BendError(f"parameter values must be numbers or lists of numbers, got {self.values!r}") from exc
         object.__setattr__(self, "values", values)
+        if self.frames is not None:
+            frames = tuple(int(f) for f in self.frames)
+            if len(frames) != len(values):
+                raise BendError(f"{len(values)} parameter value(s) for {len(frames)} frame number(s)")
+            object.__setattr__(self, "frames", frames)
 
     def tensor(self, device: torch.device | str, dtype: torch.dtype) -> Tensor:
-        """The values as an (N,) tensor on ``device`` in ``dtype``; one host→device copy per (device, dtype)."""
+        """The values as an (N,) tensor, or (N, K) for K-vectors, on ``device`` in ``dtype``; one host→device copy
+        per (device, dtype)."""
         key = (torch.device(device), dtype)
         cached = self._cache.get(key)
         if cached is None:
-            cached = torch.tensor(self.values, dtype=dtype, device=key[0])
+            try:
+                cached = torch.tensor(self.values, dtype=dtype, device=key[0])
+            except (TypeError, ValueError) as exc:  # vectors of different lengths, or vectors mixed with numbers
+                raise BendError(f"parameter values of different lengths in one batch: {self.values!r}") from exc
             self._cache[key] = cached
         return cached
+
+    def sample_frames(self) -> tuple[int, ...]:
+        """Each sample's frame number; without frame numbers, its index in the batch."""
+        return self.frames if self.frames is not None else tuple(range(len(self.values)))
 
     def for_batch(self, n: int) -> ParamBatch:
         """These values for a batch of ``n`` samples: themselves, or tiled k times when n = k · len(values).
 
         Tiling is the classifier-free-guidance case: the U-Net sees [uncond..., cond...], each half being the
-        frames in order, so both halves get the same per-frame values. The tiled batch is cached, so its device
-        tensor is also made only once.
+        frames in order, so both halves get the same per-frame values (and frame numbers). The tiled batch is
+        cached, so its device tensor is also made only once.
         """
         count = len(self.values)
         if n == count:
@@ -79,7 +118,8 @@ class ParamBatch:
         key = ("tiled", n)
         tiled = self._cache.get(key)
         if tiled is None:
-            tiled = ParamBatch(self.values * (n // count))
+            frames = None if self.frames is None else self.frames * (n // count)
+            tiled = ParamBatch(self.values * (n // count), frames)
             self._cache[key] = tiled
         return tiled
 
@@ -114,11 +154,6 @@ class Bend:
         object.__setattr__(self, "options", MappingProxyType({k: _freeze(v) for k, v in options.items()}))
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass, but "channel": true in a job file is a mistake, not channel 1
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _spec(bend: Bend) -> OperatorSpec:
     spec = OPERATORS.get(bend.op) if isinstance(bend.op, str) else None
     if spec is None:
@@ -127,23 +162,10 @@ def _spec(bend: Bend) -> OperatorSpec:
 
 
 def _check_option(bend: Bend, key: str, value: Any) -> None:
-    where = f"bend {bend.name!r} ({bend.op})"
-    if key == "plane":
-        if not (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value)):
-            raise BendError(f"{where}: option 'plane' must be two channel indexes [i, j], got {value!r}")
-        if value[0] == value[1]:
-            raise BendError(f"{where}: option 'plane' needs two different channels, got {list(value)}")
-    elif key == "channel":
-        if not (_is_int(value) and value >= 0):
-            raise BendError(f"{where}: option 'channel' must be a channel index ≥ 0, got {value!r}")
-    elif key == "normalize_dim":
-        if not (value is None or (_is_int(value) and value in (0, 1, 2))):
-            raise BendError(
-                f"{where}: option 'normalize_dim' must be null (none), 0 (channels), 1 (rows) or 2 (columns), "
-                f"got {value!r}"
-            )
-    elif key == "axis" and value not in ("x", "y"):
-        raise BendError(f"{where}: option 'axis' must be 'x' or 'y', got {value!r}")
+    """Check one option's value against its one description in ``catalog.OPTIONS``."""
+    problem = OPTIONS[key].problem(value)
+    if problem:
+        raise BendError(f"bend {bend.name!r} ({bend.op}): option {key!r} {problem}")
 
 
 def validate_bend(bend: Bend) -> None:
@@ -169,15 +191,18 @@ def _show(value: float) -> str:
     return short if math.isnan(value) or float(short) == value else repr(value)
 
 
-def check_params(bend: Bend, values: Sequence[float], frames: Sequence[int] | None = None) -> None:
-    """Check parameter values on the host; raise BendError naming the bend, the value and the frame.
+def check_params(bend: Bend, values: Sequence[Any], frames: Sequence[int] | None = None) -> None:
+    """Check parameter values on the host against the operator's ``ParamSpec``; raise BendError naming the bend,
+    the value and the frame.
 
     ``frames[i]``, when given, is the frame of ``values[i]`` and goes into the message; otherwise the sample index
-    does. Operators without a parameter ignore their values. Rejected: NaN and ±inf, magnitudes beyond float32,
-    r = 0 for invert (eq. 4 divides by r), a kernel size round(r) < 1 for erode/dilate, and r ≤ 0 for spatial_scale.
+    does. Operators without a parameter ignore their values. Each value must be a number (a list of the spec's
+    length for a vector parameter), finite, within float32, and in the spec's domain (e.g. r ≠ 0 for invert, a
+    kernel size round(r) ≥ 1 for erode/dilate, r > 0 for spatial_scale); a range must be ordered (low ≤ high).
     """
     spec = _spec(bend)
-    if not spec.takes_param:
+    param = spec.param
+    if param is None:
         return
     if frames is not None and len(frames) != len(values):
         raise BendError(f"bend {bend.name!r}: {len(values)} parameter values for {len(frames)} frames")
@@ -185,22 +210,38 @@ def check_params(bend: Bend, values: Sequence[float], frames: Sequence[int] | No
         raise BendError(f"bend {bend.name!r} ({bend.op}) needs a parameter value per sample, got none")
     for i, raw in enumerate(values):
         where = f"bend {bend.name!r} ({bend.op}) at " + (f"frame {frames[i]}" if frames is not None else f"sample {i}")
-        try:
-            r = float(raw)
-        except (TypeError, ValueError):
-            raise BendError(f"{where}: r = {raw!r} is not a number") from None
-        if not math.isfinite(r):
-            raise BendError(f"{where}: r = {_show(r)} is not a finite number; use a finite value")
-        if abs(r) > _FLOAT32_MAX:
-            raise BendError(f"{where}: r = {_show(r)} is too large for a float32 tensor; use |r| ≤ 3.4e38")
-        if spec.name == "invert" and r == 0.0:
-            raise BendError(f"{where}: r = {_show(r)} divides by zero; use a non-zero value")
-        if spec.name in ("erode", "dilate") and kernel_size(r) < 1:
+        if param.is_vector:
+            if not isinstance(raw, list | tuple) or len(raw) != param.length:
+                raise BendError(
+                    f"{where}: expects a list of {param.length} numbers [{', '.join(param.names)}], got {raw!r}"
+                )
+            components = list(zip(param.names, raw, strict=True))
+        else:
+            if isinstance(raw, list | tuple):
+                raise BendError(f"{where}: expects one number, got a list {list(raw)!r}")
+            components = [("r", raw)]
+        numbers = [_check_number(where, name, value, param) for name, value in components]
+        if param.ordered and any(a > b for a, b in itertools.pairwise(numbers)):
             raise BendError(
-                f"{where}: r = {_show(r)} gives kernel size {kernel_size(r)}; use r ≥ 0.5 (kernel size ≥ 1)"
+                f"{where}: {', '.join(param.names)} = {', '.join(_show(v) for v in numbers)} is not a range; "
+                f"use {' ≤ '.join(param.names)}"
             )
-        if spec.name == "spatial_scale" and r <= 0.0:
-            raise BendError(f"{where}: r = {_show(r)} is not a zoom factor; use a value > 0 (1 = unchanged)")
+
+
+def _check_number(where: str, name: str, raw: Any, param: ParamSpec) -> float:
+    """One number of a parameter: finite, within float32, in the domain."""
+    try:
+        r = _number(raw)
+    except TypeError:
+        raise BendError(f"{where}: {name} = {raw!r} is not a number") from None
+    if not math.isfinite(r):
+        raise BendError(f"{where}: {name} = {_show(r)} is not a finite number; use a finite value")
+    if abs(r) > _FLOAT32_MAX:
+        raise BendError(f"{where}: {name} = {_show(r)} is too large for a float32 tensor; use |{name}| ≤ 3.4e38")
+    problem = param.domain.problem(r)
+    if problem:
+        raise BendError(f"{where}: {name} = {_show(r)} {problem}")
+    return r
 
 
 def _check_tensor(bend: Bend, spec: OperatorSpec, x: Tensor) -> None:
@@ -211,16 +252,26 @@ def _check_tensor(bend: Bend, spec: OperatorSpec, x: Tensor) -> None:
         raise BendError(f"{where}: expects a floating-point (N, C, H, W) tensor, got {shape}")
     channels = x.shape[1]
     if spec.needs_channels is not None and channels != spec.needs_channels:
+        n = spec.needs_channels
         raise BendError(
-            f"{where}: the paper's matrices need a {spec.needs_channels}-channel tensor (the latent), got {channels} "
-            "channels; use 'rotate_plane' with option plane [i, j] to rotate two channels of a feature map"
+            f"{where}: its {n}×{n} channel matrix needs a {n}-channel tensor (the latent), got {channels} channels; "
+            "to rotate two channels of a feature map use 'rotate_plane' with option plane [i, j]"
         )
-    indexes = [bend.options["channel"]] if "channel" in bend.options else list(bend.options.get("plane", ()))
-    for index in indexes:
-        if index >= channels:
-            raise BendError(
-                f"{where}: channel {index} is out of range for a tensor of {channels} channels (0..{channels - 1})"
-            )
+    height, width = x.shape[2], x.shape[3]
+    if spec.needs_square_power_of_two and (height != width or height & (height - 1)):
+        raise BendError(
+            f"{where}: a Hadamard matrix needs a square map whose side is a power of two, got {height}×{width}; "
+            "use an output size whose latent side is 2^k (e.g. 512×512 gives 64×64)"
+        )
+    for key in spec.options:
+        if OPTIONS[key].channel_index and key in bend.options:
+            value = bend.options[key]
+            for index in value if isinstance(value, tuple) else (value,):
+                if index is not None and index >= channels:
+                    raise BendError(
+                        f"{where}: channel {index} is out of range for a tensor of {channels} channels "
+                        f"(0..{channels - 1})"
+                    )
 
 
 def apply_bend(bend: Bend, x: Tensor, params: ParamBatch | None = None) -> Tensor:

@@ -27,6 +27,30 @@ Spatial (Broad et al.), on the (H, W) plane, zeros outside:
     spatial_scale      zoom by factor r about the centre (r > 0)
     spatial_flip       mirror left-right (option "axis": "x", the default) or top-bottom ("y"); no parameter
 
+The authors' later code (JAES 2025, dzluke/JAES2025 utils/bending.py; function names in brackets):
+    subtract           x − r                                  [subtract_full]
+    negate             −x                                     [inversion2]
+    absolute           |x|                                    [absolute]
+    clamp              min(max(x, low), high), r = [low, high], low ≤ high            [clamp]
+    gaussian_noise     x + r · N(0, 1), seeded per frame (option "seed")              [add_noise, unseeded there]
+    power              sign(x) · |x|^r, 0 ↦ 0 (theirs: x^r, NaN for x < 0)          [power]
+    log                log(max(|x|, 1e-30)) / log(r), r > 0, r ≠ 1 (theirs: −inf at 0)  [log]
+    soft_threshold     sign(x) · max(|x| − r, 0) (theirs: x/|x|, NaN at 0)         [soft_threshold]
+    soft_threshold2    0 if |x| < r else x · (1 − r)                                [soft_threshold2]
+    gaussian_bump      x + r · exp(−(X² + Y²)/(2σ²))/(2πσ²), σ = 1.5, X, Y on linspace(−5, 5) at the map's size
+                                                                                    [add_normal]
+    hadamard_channels  H4 · x over the channels, unnormalised; needs C = 4          [hadamard1]
+    hadamard_spatial   x_cᵀ · H_S per channel, unnormalised; needs H = W = S = 2^k  [hadamard2]
+    normalize_max_abs  x / max|x| over the sample                                   [normalize]
+    normalize_l2_channels  x / ‖x‖₂ over the channels at each pixel               [normalize2]
+    remove_mean        x − mean(x) over the sample, or along dim d (option "normalize_dim")  [normalize3, normalize4]
+    rotate_six         R01(a0)·R02(a1)·R03(a2)·R12(a3)·R13(a4)·R23(a5) · x over the channels, six angles per
+                       frame, R_ij with −sin at [i,j]; needs C = 4                  [six_plane_rotation]
+    contract           M · x over the channels, M's sixteen entries per frame row by row; needs C = 4
+                                                                                    [tensor_multiply]
+clamp, rotate_six and contract take a vector parameter (2, 6 and 16 numbers per frame). Their "random fraction of
+rows or columns" is a selection (``selection.py``), so it restricts any operator.
+
 Every function here is vectorised over the batch and never reads a device tensor back to the host: values that
 must be known on the host (kernel sizes) come from ``ParamBatch.values``. Parameter values are validated by
 ``bends.check_params``; the operators themselves assume valid values and valid options.
@@ -34,6 +58,7 @@ must be known on the host (kernel sizes) come from ``ParamBatch.values``. Parame
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping
@@ -285,6 +310,215 @@ def spatial_flip(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> T
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The authors' later vocabulary (JAES 2025, utils/bending.py): point-wise
+
+
+def subtract(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x − r (the authors' subtract_full)."""
+    return x - _r(x, params)
+
+
+def negate(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = −x (the authors' inversion2)."""
+    return -x
+
+
+def absolute(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = |x| (the authors' absolute)."""
+    return x.abs()
+
+
+def clamp(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = min(max(x, low), high) with the per-sample range r = [low, high] (the authors' clamp; low ≤ high is
+    checked on the host)."""
+    bounds = params.tensor(x.device, x.dtype)
+    return torch.clamp(x, min=bounds[:, 0].view(-1, 1, 1, 1), max=bounds[:, 1].view(-1, 1, 1, 1))
+
+
+def noise_seed(seed: int, frame: int) -> int:
+    """The seed of frame ``frame``'s noise for option seed ``seed``: a fixed 64-bit mix (splitmix64's constants),
+    so neighbouring frames and neighbouring seeds draw unrelated noise and the result never depends on the process."""
+    z = (seed * 0x9E3779B97F4A7C15 + frame + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+@functools.lru_cache(maxsize=32)
+def _frame_noise(seed: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """N(0, 1) of ``shape`` drawn on the CPU in float32 from ``seed``, then moved: the same on every device. Cached,
+    because a U-Net hook asks for the same frame's noise at every step."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+
+
+def gaussian_noise(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x + r · N(0, 1) (the authors' add_noise), with the noise seeded per frame.
+
+    The authors draw unseeded noise, so their renders cannot be repeated. Here sample n's noise comes from
+    ``noise_seed(option seed, frame number of n)``: a render is reproducible, a frame gets the same noise batched
+    or alone, and at every step a U-Net hook applies it.
+    """
+    seed = options.get("seed", 0)
+    shape = tuple(x.shape[1:])
+    noise = torch.stack([_frame_noise(noise_seed(seed, f), shape, x.device) for f in params.sample_frames()])
+    return (x + _r(x, params, _work_dtype(x)) * noise).to(x.dtype)
+
+
+def power(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = sign(x) · |x|^r, and f(0) = 0 for every r.
+
+    The authors' code is torch.pow(x, r), which is NaN for negative x whenever r is not an integer, so an animated
+    r would blank the image between integers. The odd extension sign(x)·|x|^r agrees with it for x ≥ 0 and for odd
+    integer r, and is continuous in r. 0 maps to 0 (not 0^r, which is inf for r < 0) so the sign is kept.
+    """
+    work = x.to(_work_dtype(x))
+    magnitude = work.abs().pow(_r(x, params, work.dtype))
+    return torch.where(work == 0, 0.0, torch.sign(work) * magnitude).to(x.dtype)
+
+
+# The floor of |x| for the logarithm: log(0) is −inf, and the authors' code lets it through. 1e-30 is far below any
+# latent value yet a normal float32, so log(|x|) is at least ln(1e-30) ≈ −69 instead of −inf.
+LOG_FLOOR = 1e-30
+
+
+def log(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = log(max(|x|, 1e-30)) / log(r), the logarithm of |x| in base r (r > 0, r ≠ 1; the authors' log).
+
+    Computed in at least float32, where the floor exists (in float16 it would be 0).
+    """
+    work = x.to(_work_dtype(x))
+    base = _r(x, params, work.dtype)
+    return (torch.log(work.abs().clamp_min(LOG_FLOOR)) / torch.log(base)).to(x.dtype)
+
+
+def soft_threshold(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = sign(x) · max(|x| − r, 0) (the authors' soft_threshold).
+
+    They compute x/|x| for the sign, which is 0/0 = NaN at x = 0; sign(0) = 0 gives the limit, f(0) = 0.
+    """
+    return torch.sign(x) * (x.abs() - _r(x, params)).clamp_min(0.0)
+
+
+def soft_threshold2(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = 0 if |x| < r else x · (1 − r) (the authors' soft_threshold2)."""
+    r = _r(x, params)
+    return torch.where(x.abs() < r, 0.0, x * (1.0 - r)).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The authors' later vocabulary: spatial and channel transforms
+
+# The authors' bump: a 64×64 grid over [−5, 5]², σ = 1.5, the normal density. Here the grid has the map's size, so
+# a 64×64 latent gets exactly their values and other sizes the same bump, scaled to the map.
+_BUMP_EXTENT = 5.0
+_BUMP_SIGMA = 1.5
+
+
+@functools.lru_cache(maxsize=16)
+def gaussian_bump_field(height: int, width: int) -> Tensor:
+    """G[h, w] = exp(−(X² + Y²)/(2σ²)) / (2πσ²), X over the columns and Y over the rows, both linspace(−5, 5),
+    in float64 (as the authors' numpy); shape (H, W), on the CPU."""
+    xs = torch.linspace(-_BUMP_EXTENT, _BUMP_EXTENT, width, dtype=torch.float64)
+    ys = torch.linspace(-_BUMP_EXTENT, _BUMP_EXTENT, height, dtype=torch.float64)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    two_var = 2.0 * _BUMP_SIGMA**2
+    return torch.exp(-(grid_x**2 + grid_y**2) / two_var) / (math.pi * two_var)
+
+
+def gaussian_bump(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x + r · G on every channel, G the authors' centred 2-D Gaussian (add_normal) at the map's size."""
+    work = _work_dtype(x)
+    bump = gaussian_bump_field(x.shape[-2], x.shape[-1]).to(x.device, work)
+    return (x + _r(x, params, work) * bump).to(x.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def hadamard_matrix(n: int) -> Tensor:
+    """The n×n Sylvester Hadamard matrix (n = 2^k), entries ±1: scipy.linalg.hadamard(n), as the authors use."""
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h
+
+
+def hadamard_channels(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """out[n,i] = Σ_j H4[i,j] · x[n,j]: the authors' tensordot(H4, x) over the channels (hadamard1).
+
+    Unnormalised, as theirs: H4 scales the latent by 2 (H4/2 is orthogonal). Follow it with a multiply by 0.5 or a
+    normaliser to keep the magnitude; their videos use it bare.
+    """
+    h = hadamard_matrix(x.shape[1]).to(x.device, x.dtype)
+    return torch.einsum("ij,njhw->nihw", h, x)
+
+
+def hadamard_spatial(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """out[n,c] = x[n,c]ᵀ · H_S, S = H = W: the authors' tensordot(x, H_S, dims=[[1], [1]]) (hadamard2).
+
+    Their contraction sums over the rows and leaves the columns first, so out[c, w, k] = Σ_h x[c, h, w]·H[k, h]:
+    the transform of each column, transposed. That is kept exactly (it is what their images show), and it is why
+    the map must be square. Unnormalised, as theirs: it scales by √S (8 on a 64×64 latent).
+    """
+    h = hadamard_matrix(x.shape[-2]).to(x.device, x.dtype)
+    return torch.einsum("nchw,kh->ncwk", x, h)
+
+
+def normalize_max_abs(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x / max|x|, the max over each sample (the authors' normalize). An all-zero sample stays zero."""
+    peak = x.abs().amax(dim=(1, 2, 3), keepdim=True)
+    return x / torch.where(peak > 0, peak, 1.0).to(x.dtype)
+
+
+def normalize_l2_channels(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x / max(‖x‖₂, 1e-12), the norm over the channels at each pixel: the authors' normalize2,
+    torch.nn.functional.normalize(x, dim=0) on their (C, H, W) latent."""
+    work = x.to(_work_dtype(x))  # the squares overflow float16 from |x| ≈ 256
+    return torch.nn.functional.normalize(work, dim=1).to(x.dtype)
+
+
+def remove_mean(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """f(x) = x − mean(x): over the whole sample (the authors' normalize3), or with option normalize_dim d along the
+    latent's dim d, keeping the others (normalize4: 0 channels, 1 rows, 2 columns)."""
+    dim = options.get("normalize_dim")
+    dims = (1, 2, 3) if dim is None else (dim + 1,)
+    return x - x.mean(dim=dims, keepdim=True)
+
+
+# The authors' six planes, in their order; the matrices multiply left to right: M = R01·R02·R03·R12·R13·R23.
+SIX_PLANES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+def six_plane_matrix(angles: Tensor) -> Tensor:
+    """(N, 6) angles to (N, 4, 4) matrices R01(a0)·R02(a1)·…·R23(a5), each plane (i, j) with cos a at [i,i] and
+    [j,j], −sin a at [i,j] and +sin a at [j,i] (the authors' make_six_plane_rotation_matrix)."""
+    batch = angles.shape[0]
+    m = torch.eye(4, dtype=angles.dtype, device=angles.device).repeat(batch, 1, 1)
+    for k, (i, j) in enumerate(SIX_PLANES):
+        cos, sin = torch.cos(angles[:, k]), torch.sin(angles[:, k])
+        plane = torch.eye(4, dtype=angles.dtype, device=angles.device).repeat(batch, 1, 1)
+        plane[:, i, i] = cos
+        plane[:, j, j] = cos
+        plane[:, i, j] = -sin
+        plane[:, j, i] = sin
+        m = m @ plane
+    return m
+
+
+def rotate_six(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """out[n,i] = Σ_j M[n,i,j] · x[n,j] with M the six-plane rotation of sample n's six angles (the authors'
+    six_plane_rotation), so one bend rotates the latent in every channel plane at once."""
+    m = six_plane_matrix(params.tensor(x.device, _work_dtype(x)))
+    return torch.einsum("nij,njhw->nihw", m.to(x.dtype), x)
+
+
+def contract(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
+    """out[n,i] = Σ_j M[n,i,j] · x[n,j], M sample n's sixteen values row by row (the authors' tensor_multiply,
+    tensordot(M, x, dims=1); their audio-to-video script feeds it sixteen audio components per frame)."""
+    m = params.tensor(x.device, x.dtype).view(-1, 4, 4)
+    return torch.einsum("nij,njhw->nihw", m, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Registry
 
 
@@ -310,6 +544,23 @@ _FUNCTIONS: dict[str, OperatorFn] = {
         spatial_scale,
         spatial_flip,
         ablate,
+        subtract,
+        negate,
+        absolute,
+        clamp,
+        gaussian_noise,
+        power,
+        log,
+        soft_threshold,
+        soft_threshold2,
+        gaussian_bump,
+        hadamard_channels,
+        hadamard_spatial,
+        normalize_max_abs,
+        normalize_l2_channels,
+        remove_mean,
+        rotate_six,
+        contract,
     )
 }
 assert _FUNCTIONS.keys() == OPERATORS.keys(), "engine/catalog.py and engine/operators.py list different operators"

@@ -4,13 +4,19 @@ The paper applies an operator to all elements of the latent, to a single dimensi
 column), or to a random selection of its features ("5% of features"). Broad et al. select whole channels of a
 feature map; "random_channels" is that, and pairs naturally with the spatial operators.
 
-Kinds (``SELECTIONS``):
+Kinds (``SELECTION_KINDS``; the Blender side offers ``SELECTIONS``, all but the last two):
     all              every element (no mask at all)
     channel          channel ``index``                     mask shape (1, C, 1, 1)
     row              row ``index`` of every channel        mask shape (1, 1, H, 1)
     column           column ``index`` of every channel     mask shape (1, 1, 1, W)
     random           each element with probability ``fraction``, seeded     (1, C, H, W)
     random_channels  each channel with probability ``fraction``, seeded     (1, C, 1, 1)
+    random_rows      exactly floor(fraction · H) rows, seeded               (1, 1, H, 1)
+    random_columns   exactly floor(fraction · W) columns, seeded            (1, 1, 1, W)
+
+The last two are the authors' later code's add_rand_rows / add_rand_cols (``random.sample`` of int(k · size)
+rows or columns), generalised from adding r to any operator; drawn as the first floor(fraction · size) entries of
+a seeded permutation.
 
 Random masks are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and then moved to the device, so the
 same (seed, shape) gives the same mask on every frame, in every process and on every device; the authors reset
@@ -25,11 +31,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .catalog import SELECTIONS
+from .catalog import SELECTION_KINDS, SELECTIONS
 from .errors import BendError
 
-__all__ = ["SELECTIONS", "Selection", "clear_selection_cache", "selection_mask", "validate_selection"]
+__all__ = [
+    "RANDOM_KINDS",
+    "SELECTIONS",
+    "SELECTION_KINDS",
+    "Selection",
+    "clear_selection_cache",
+    "selection_mask",
+    "validate_selection",
+]
 
+
+# The seeded random kinds: they use ``fraction`` and ``seed``
+RANDOM_KINDS = ("random", "random_channels", "random_rows", "random_columns")
 
 # Index kind → (position of its axis in (C, H, W), its name in messages)
 _INDEXED: dict[str, tuple[int, str]] = {"channel": (0, "channels"), "row": (1, "rows"), "column": (2, "columns")}
@@ -57,14 +74,16 @@ def validate_selection(selection: Selection, bend_name: str) -> None:
     where = f"bend {bend_name!r}"
     if not isinstance(selection, Selection):
         raise BendError(f"{where}: selection must be a Selection, got {type(selection).__name__}")
-    if selection.kind not in SELECTIONS:
-        raise BendError(f"{where}: unknown selection {selection.kind!r}; valid selections: {', '.join(SELECTIONS)}")
+    if selection.kind not in SELECTION_KINDS:
+        raise BendError(
+            f"{where}: unknown selection {selection.kind!r}; valid selections: {', '.join(SELECTION_KINDS)}"
+        )
     if selection.kind in _INDEXED:
         if not _is_int(selection.index):
             raise BendError(f"{where}: {selection.kind} index must be an integer, got {selection.index!r}")
         if selection.index < 0:
             raise BendError(f"{where}: {selection.kind} {selection.index} is negative; indexes start at 0")
-    if selection.kind in ("random", "random_channels"):
+    if selection.kind in RANDOM_KINDS:
         fraction = selection.fraction
         valid_number = isinstance(fraction, int | float) and not isinstance(fraction, bool)
         if not valid_number or not 0.0 <= fraction <= 1.0:  # also rejects NaN, for which every comparison is False
@@ -115,7 +134,17 @@ def _cached_mask(selection: Selection, shape: tuple[int, int, int], device: torc
     if kind == "random_channels":
         drawn = torch.rand((channels,), generator=generator) < selection.fraction
         return drawn.view(1, channels, 1, 1).to(device)
-    raise AssertionError(f"unhandled selection kind {kind!r}")  # validate_selection admits only SELECTIONS
+    if kind in ("random_rows", "random_columns"):
+        axis = 1 if kind == "random_rows" else 2
+        size = shape[axis]
+        # int(), like the authors' int(k · dim): a fraction of a row is no row
+        picked = torch.randperm(size, generator=generator)[: int(selection.fraction * size)]
+        drawn = torch.zeros(size, dtype=torch.bool)
+        drawn[picked] = True
+        view = [1, 1, 1, 1]
+        view[axis + 1] = size
+        return drawn.view(view).to(device)
+    raise AssertionError(f"unhandled selection kind {kind!r}")  # validate_selection admits only SELECTION_KINDS
 
 
 def clear_selection_cache() -> None:

@@ -35,6 +35,9 @@ class BEND_OT_bend_add(bpy.types.Operator):
         settings = context.scene.bend
         bend = settings.bends.add()
         bend.op = self.op
+        param = OPERATORS[self.op].param
+        if param is not None and param.is_vector:  # start at the operator's neutral value (identity matrix, 0 angles)
+            bend.param_vector[: param.length] = param.default
         bend.name = unique_bend_name(
             settings.bends, DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title()), exclude=bend
         )
@@ -82,13 +85,19 @@ class BEND_OT_bend_duplicate(bpy.types.Operator):
             if not prop.is_readonly and prop.identifier not in ("name", "previous_name", "rna_type"):
                 setattr(copy, prop.identifier, getattr(source, prop.identifier))
         copy.name = unique_bend_name(settings.bends, source.name, exclude=copy)
-        _copy_animation(scene, bend_data_path(source.name, ""), bend_data_path(copy.name, ""))
+        _copy_animation(scene, source, bend_data_path(source.name, ""), bend_data_path(copy.name, ""))
         settings.bends.move(len(settings.bends) - 1, settings.bend_index + 1)
         settings.bend_index += 1
         return {"FINISHED"}
 
 
-def _copy_animation(scene: bpy.types.Scene, old_prefix: str, new_prefix: str) -> None:
+def _component(bend: bpy.types.PropertyGroup, fcurve: bpy.types.FCurve, prefix: str) -> int:
+    """The F-curve's array index for an array property (a vector parameter's component); -1 for a plain one."""
+    prop = bend.bl_rna.properties.get(fcurve.data_path[len(prefix) :])
+    return fcurve.array_index if getattr(prop, "array_length", 0) > 0 else -1
+
+
+def _copy_animation(scene: bpy.types.Scene, source: bpy.types.PropertyGroup, old_prefix: str, new_prefix: str) -> None:
     for fcurve in list(compat.action_fcurves(scene)):
         if fcurve.data_path.startswith(old_prefix):
             points = fcurve.keyframe_points
@@ -98,11 +107,14 @@ def _copy_animation(scene: bpy.types.Scene, old_prefix: str, new_prefix: str) ->
                 [p.co[0] for p in points],
                 [p.co[1] for p in points],
                 [p.bl_rna.properties["interpolation"].enum_items[p.interpolation].value for p in points],
+                _component(source, fcurve, old_prefix),
             )
     drivers = scene.animation_data.drivers if scene.animation_data else []
     for driver in list(drivers):
         if driver.data_path.startswith(old_prefix):
-            copy = scene.driver_add(new_prefix + driver.data_path[len(old_prefix) :])
+            copy = scene.driver_add(
+                new_prefix + driver.data_path[len(old_prefix) :], _component(source, driver, old_prefix)
+            )
             copy.driver.type = driver.driver.type
             copy.driver.expression = driver.driver.expression
             for variable in driver.driver.variables:

@@ -1,16 +1,20 @@
-"""Driving a bend's parameter from a baked audio feature, with a real Blender driver.
+"""Driving a bend's parameter from baked audio features, with real Blender drivers.
 
-The driver is ``low + (high - low) * feature`` on ``bend.bends["Name"].param``, reading
-``scene.bend.audio.<feature>``. It is a simple expression, so Blender evaluates it without Python: it keeps
-working in files opened with "Auto Run Python Scripts" off. The artist sees and edits it in the Drivers editor;
-removing it gives the parameter back to its keyframes.
+Each driver is ``low + (high - low) * feature`` on the bend's parameter (or one component of a vector parameter,
+by its array index), reading ``scene.bend.audio.<feature>``. It is a simple expression, so Blender evaluates it
+without Python: it keeps working in files opened with "Auto Run Python Scripts" off. The artist sees and edits it
+in the Drivers editor; removing it gives the parameter back to its keyframes.
+
+*Drive from Embedding* drives component i of a vector parameter from ``embed_i`` (the song's principal audio
+components, decorrelated), so a six-angle rotation moves with six independent curves of the music at once.
 """
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..engine.catalog import FEATURE_NAMES, OPERATORS
-from ..properties import FEATURE_LABELS, bend_data_path
+from ..animation import item_drivers, item_path
+from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
+from ..properties import FEATURE_LABELS, PARAM_PROPS
 
 VARIABLE = "feature"
 
@@ -21,11 +25,21 @@ def _bend(context: bpy.types.Context, index: int) -> bpy.types.PropertyGroup | N
     return settings.bends[index] if 0 <= index < len(settings.bends) else None
 
 
-def add_feature_driver(scene: bpy.types.Scene, bend_name: str, feature: str, low: float, high: float):
-    """Create (or replace) the driver; returns its F-curve."""
-    path = bend_data_path(bend_name)
-    scene.driver_remove(path)
-    fcurve = scene.driver_add(path)
+def add_feature_driver(
+    scene: bpy.types.Scene,
+    bend_name: str,
+    feature: str,
+    low: float,
+    high: float,
+    prop: str = "param",
+    component: int = -1,
+):
+    """Create (or replace) the driver on ``prop`` (its ``component`` for a vector; -1 for a number); its F-curve."""
+    bend = scene.bend.bends[bend_name]
+    for fcurve in item_drivers(scene, bend, prop):  # by name or by index, as the UI may have added one
+        if component < 0 or fcurve.array_index == component:
+            scene.animation_data.drivers.remove(fcurve)
+    fcurve = scene.driver_add(item_path(bend, prop), component)
     for modifier in list(fcurve.modifiers):  # 4.2 adds a Generator; the expression alone is the mapping
         fcurve.modifiers.remove(modifier)
     driver = fcurve.driver
@@ -41,8 +55,31 @@ def add_feature_driver(scene: bpy.types.Scene, bend_name: str, feature: str, low
     return fcurve
 
 
-class BEND_OT_drive_from_feature(bpy.types.Operator):
-    """Drive the bend's parameter from a baked audio feature: low + (high − low) × feature"""
+def _check_drivable(operator: bpy.types.Operator, bend: bpy.types.PropertyGroup | None, index: int) -> bool:
+    if bend is None:
+        operator.report({"ERROR"}, f"No bend {index}: select a bend in Bend > Bends")
+        return False
+    if not OPERATORS[bend.op].takes_param:
+        operator.report({"ERROR"}, f"Bend {bend.name!r} ({bend.op}) has no parameter to drive")
+        return False
+    return True
+
+
+class _DriveDialog:
+    """What the driving operators share: which bend, a dialog for their settings, and a stack to drive."""
+
+    index: IntProperty(name="Bend", description="The bend to drive; -1: the active bend", default=-1)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and len(context.scene.bend.bends) > 0
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return context.window_manager.invoke_props_dialog(self)
+
+
+class BEND_OT_drive_from_feature(_DriveDialog, bpy.types.Operator):
+    """Drive the bend's parameter (or one component of it) from a baked audio feature: low + (high − low) × feature"""
 
     bl_idname = "bend.drive_from_feature"
     bl_label = "Drive from Feature"
@@ -53,33 +90,83 @@ class BEND_OT_drive_from_feature(bpy.types.Operator):
     )
     low: FloatProperty(name="Low", description="The parameter when the feature is 0", default=0.0)
     high: FloatProperty(name="High", description="The parameter when the feature is 1", default=1.0)
-    index: IntProperty(name="Bend", description="The bend to drive; -1: the active bend", default=-1)
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and len(context.scene.bend.bends) > 0
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        return context.window_manager.invoke_props_dialog(self)
+    component: IntProperty(
+        name="Component", description="For a vector parameter: which component, from 0 (ignored otherwise)", min=0
+    )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         bend = _bend(context, self.index)
-        if bend is None:
-            self.report({"ERROR"}, f"No bend {self.index}: select a bend in Bend > Bends")
+        if not _check_drivable(self, bend, self.index):
             return {"CANCELLED"}
-        if not OPERATORS[bend.op].takes_param:
-            self.report({"ERROR"}, f"Bend {bend.name!r} ({bend.op}) has no parameter to drive")
-            return {"CANCELLED"}
-        fcurve = add_feature_driver(context.scene, bend.name, self.feature, self.low, self.high)
+        param = OPERATORS[bend.op].param
+        component = -1
+        if param.is_vector:
+            if self.component >= param.length:
+                self.report(
+                    {"ERROR"},
+                    f"Bend {bend.name!r} ({bend.op}) has components 0 to {param.length - 1} "
+                    f"({', '.join(param.names)}): set Component below {param.length}",
+                )
+                return {"CANCELLED"}
+            component = self.component
+        fcurve = add_feature_driver(
+            context.scene, bend.name, self.feature, self.low, self.high, bend.param_prop(), component
+        )
         if not fcurve.driver.is_valid:
             self.report({"ERROR"}, f"The driver on {bend.name!r} is invalid: bake the audio first (Bend > Audio)")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{bend.name}: parameter = {fcurve.driver.expression} ({self.feature})")
+        what = "parameter" if component < 0 else param.names[component]
+        self.report({"INFO"}, f"{bend.name}: {what} = {fcurve.driver.expression} ({self.feature})")
+        return {"FINISHED"}
+
+
+class BEND_OT_drive_from_embedding(_DriveDialog, bpy.types.Operator):
+    """Drive every component of the bend's parameter from the audio embedding, component i from embed_i:
+    low + (high − low) × embed_i"""
+
+    bl_idname = "bend.drive_from_embedding"
+    bl_label = "Drive from Embedding"
+    bl_options = {"REGISTER", "UNDO"}
+
+    low: FloatProperty(name="Low", description="Each component when its embedding curve is 0", default=0.0)
+    high: FloatProperty(name="High", description="Each component when its embedding curve is 1", default=1.0)
+    around_default: BoolProperty(
+        name="Around Default",
+        description="Add Low and High to each component's neutral value (the identity matrix, zero angles), so "
+        "the embedding moves the bend around doing nothing",
+        default=False,
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        bend = _bend(context, self.index)
+        if not _check_drivable(self, bend, self.index):
+            return {"CANCELLED"}
+        param = OPERATORS[bend.op].param
+        defaults = param.default if isinstance(param.default, tuple) else (param.default,)
+        # The embedding has EMBEDDING_COMPONENTS curves; a longer vector (a 4×4 matrix) keeps its other entries
+        # rather than reusing curves, which would tie entries together (equal rows: a singular matrix).
+        count = min(param.length, EMBEDDING_COMPONENTS)
+        for i in range(count):
+            base = defaults[i] if self.around_default else 0.0
+            add_feature_driver(
+                context.scene,
+                bend.name,
+                f"embed_{i}",
+                base + self.low,
+                base + self.high,
+                bend.param_prop(),
+                i if param.is_vector else -1,
+            )
+        names = param.names or ("parameter",)
+        message = f"{bend.name}: {', '.join(names[:count])} driven from embed_0..embed_{count - 1}"
+        if count < param.length:
+            message += f"; {names[count]}..{names[-1]} keep their values (the embedding has {count} components)"
+        self.report({"INFO"}, message)
         return {"FINISHED"}
 
 
 class BEND_OT_remove_feature_driver(bpy.types.Operator):
-    """Remove the driver from the bend's parameter, giving it back to its keyframes"""
+    """Remove the drivers from the bend's parameter (every component), giving it back to its keyframes"""
 
     bl_idname = "bend.remove_feature_driver"
     bl_label = "Remove Driver"
@@ -88,14 +175,18 @@ class BEND_OT_remove_feature_driver(bpy.types.Operator):
     index: IntProperty(name="Bend", description="The bend; -1: the active bend", default=-1)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
         bend = _bend(context, self.index)
-        if bend is None or not context.scene.driver_remove(bend_data_path(bend.name)):
+        drivers = [] if bend is None else [d for prop in PARAM_PROPS for d in item_drivers(scene, bend, prop)]
+        if not drivers:
             self.report({"ERROR"}, "That bend's parameter has no driver")
             return {"CANCELLED"}
+        for driver in drivers:
+            scene.animation_data.drivers.remove(driver)
         return {"FINISHED"}
 
 
-CLASSES = (BEND_OT_drive_from_feature, BEND_OT_remove_feature_driver)
+CLASSES = (BEND_OT_drive_from_feature, BEND_OT_drive_from_embedding, BEND_OT_remove_feature_driver)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

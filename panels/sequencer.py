@@ -4,27 +4,40 @@ Draw code only reads scene data: anything that creates data (a sequence editor, 
 The Bends panel's body is ``draw_bends``, which the Graph Editor sidebar reuses.
 """
 
+import math
+
 import bpy
 
-from .. import compat, preferences
+from .. import compat, dependencies, preferences
+from ..animation import item_drivers
 from ..audio_source import scene_fps
 from ..engine.catalog import FEATURE_NAMES, OPERATORS
-from ..properties import bend_data_path
+from ..operators.bake import INSTALL_HINT, MARKER_KINDS, missing_bake_modules
+from ..properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS
 from ..scene_job import output_size
 from .dependencies import draw_missing_notice
 
 CATEGORY = "Bend"
-INDEXED_SELECTIONS = ("channel", "row", "column")
-RANDOM_SELECTIONS = ("random", "random_channels")
 
 
 def _enum_name(data: bpy.types.bpy_struct, prop: str) -> str:
     return data.bl_rna.properties[prop].enum_items[getattr(data, prop)].name
 
 
+def _draw_install_hint(layout: bpy.types.UILayout, missing: list[str]) -> bool:
+    """What to do while the modules this panel's button needs are missing; True when it drew the hint."""
+    if not missing:
+        return False
+    col = layout.column(align=True)
+    row = col.row()
+    row.alert = True
+    row.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+    col.label(text=INSTALL_HINT, icon="INFO")
+    return True
+
+
 def _param_driven(scene: bpy.types.Scene, bend: bpy.types.PropertyGroup) -> bool:
-    anim = scene.animation_data
-    return anim is not None and anim.drivers.find(bend_data_path(bend.name)) is not None
+    return any(item_drivers(scene, bend, prop) for prop in PARAM_PROPS)
 
 
 # --- lists ---------------------------------------------------------------------------------------------------
@@ -109,6 +122,7 @@ def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     layout.separator()
     col = layout.column()
     col.prop(settings, "noise_seed")
+    col.prop(settings, "noise_mode")
     col.prop(settings, "phase_mode")
     if settings.phase_mode == "CUSTOM":
         col.prop(settings, "noise_phase")
@@ -150,7 +164,22 @@ def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col = layout.column(align=True)
     col.prop(bake, "attack")
     col.prop(bake, "release")
+    col.prop(bake, "median")
+    col.prop(bake, "gate")
+    col = layout.column(align=True)
+    col.prop(bake, "tempo", text="Tempo (0: Detect)")
+    col.prop(bake, "beats_per_bar")
+    col.prop(bake, "beat_decay")
+    _draw_install_hint(layout, missing_bake_modules())
     layout.operator("bend.bake_audio", text="Bake Audio", icon="FILE_SOUND")
+    if bake.baked_analysis:  # the tempo the features were baked with, kept in the file
+        found = f"{bake.baked_tempo:.1f} BPM" if bake.baked_tempo else "No Beat Found"
+        layout.label(text=f"Baked Tempo: {found}", icon="SOUND")
+    # Markers at the song's sections, bars or beats, for Crossfade at Markers.
+    row = layout.row(align=True)
+    row.label(text="Markers", icon="MARKER_HLT")
+    for kind, label, _ in MARKER_KINDS:
+        row.operator("bend.add_music_markers", text=label).kind = kind
 
     # The fields show the baked F-curves' values at the current frame, in Blender's animated colours.
     box = layout.box()
@@ -212,13 +241,32 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     if not spec.takes_param:
         return
     col.separator()
-    row = col.row()
-    row.use_property_decorate = True  # the keyframe dot: the parameter is what artists animate
-    row.prop(bend, "param")
+    if spec.param.is_vector:
+        _draw_vector_param(col, bend, spec.param.names)
+    else:
+        row = col.row()
+        row.use_property_decorate = True  # the keyframe dot: the parameter is what artists animate
+        row.prop(bend, "param")
     row = col.row(align=True)
     row.operator("bend.drive_from_feature", text="Drive from Feature", icon="DRIVER")
+    row.operator("bend.drive_from_embedding", text="Drive from Embedding", icon="SOUND")
     if _param_driven(scene, bend):
-        row.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
+        col.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
+
+
+def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.PropertyGroup, names: tuple[str, ...]) -> None:
+    """One field per component, named as the catalog names it, each with its keyframe dot; a square count (a
+    4×4 matrix) as a grid, row by row."""
+    side = math.isqrt(len(names))
+    per_row = side if side > 2 and side * side == len(names) else 1
+    col = layout.column(align=True)
+    col.use_property_decorate = True
+    for start in range(0, len(names), per_row):
+        row = col.row(align=True)
+        if per_row > 1:
+            row.use_property_split = False  # the name inside each field: a row has no room for split labels
+        for i in range(start, start + per_row):
+            row.prop(bend, "param_vector", index=i, text=names[i])
 
 
 def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -229,6 +277,7 @@ def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     col.prop(settings, "steps")
     col.prop(settings, "scale")
     layout.prop(settings, "compare")
+    _draw_install_hint(layout, dependencies.missing())  # none when an Engine Python brings its own
     row = layout.row(align=True)
     row.scale_y = 1.3
     row.operator("bend.preview_frame", text=f"Preview Frame {context.scene.frame_current}", icon="IMAGE_DATA")
@@ -266,6 +315,7 @@ def draw_render(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row = layout.row()
         row.alert = True
         row.label(text="Save the File First, or Set an Absolute Folder", icon="ERROR")
+    _draw_install_hint(layout, dependencies.missing())
     col = layout.column(align=True)
     col.scale_y = 1.3
     col.operator("bend.render", text="Render Bent Frames", icon="RENDER_ANIMATION")

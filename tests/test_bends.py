@@ -11,9 +11,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from engine.bends import Bend, ParamBatch, apply_bend, check_params, validate_bend
+from engine.catalog import OPTIONS, Domain
 from engine.errors import BendError, EngineError
 from engine.operators import OPERATORS
-from engine.selection import SELECTIONS, Selection, clear_selection_cache, selection_mask
+from engine.selection import SELECTION_KINDS, Selection, clear_selection_cache, selection_mask
 
 CPU = torch.device("cpu")
 
@@ -158,11 +159,18 @@ def test_params_ignored_by_parameterless_operators(x: torch.Tensor) -> None:
     check_params(Bend("b", "ablate"), [float("nan")])
 
 
+def _defaults(op: str) -> tuple[dict[str, Any], ParamBatch | None]:
+    """A bend's required options at their catalog defaults, and one sample of its default parameter."""
+    spec = OPERATORS[op]
+    options = {key: OPTIONS[key].default for key in spec.required_options}
+    return options, None if spec.param is None else ParamBatch((spec.param.default,))
+
+
 @pytest.mark.parametrize("op", sorted(OPERATORS))
 def test_empty_batch_passes_through(op: str) -> None:
-    options = {"plane": (0, 1)} if op == "rotate_plane" else {"channel": 0} if op == "reflect" else {}
-    out = apply_bend(Bend("b", op, options=options), torch.zeros(0, 4, 3, 3), ParamBatch((1.0,)))
-    assert out.shape == (0, 4, 3, 3)
+    options, params = _defaults(op)
+    out = apply_bend(Bend("b", op, options=options), torch.zeros(0, 4, 4, 4), params)
+    assert out.shape == (0, 4, 4, 4)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +294,7 @@ _floats = _maybe(
 _index = _maybe(st.integers(min_value=0, max_value=4), st.integers(min_value=-3, max_value=100))
 _selections = st.builds(
     Selection,
-    kind=_maybe(st.sampled_from(SELECTIONS), st.sampled_from(["bogus", "ROW", ""])),
+    kind=_maybe(st.sampled_from(SELECTION_KINDS), st.sampled_from(["bogus", "ROW", ""])),
     index=_index,
     fraction=_maybe(st.floats(min_value=0.0, max_value=1.0), st.sampled_from([-0.1, 1.5, float("nan"), 2])),
     seed=_maybe(st.integers(min_value=0, max_value=2**64 - 1), st.sampled_from([-1, 2**64, 1.5])),
@@ -296,11 +304,12 @@ _OPTION_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "channel": _index,
     "normalize_dim": _maybe(st.sampled_from([None, 0, 1, 2]), st.sampled_from([3, -1, "1", 1.0])),
     "axis": _maybe(st.sampled_from(["x", "y"]), st.sampled_from(["z", "", None])),
+    "seed": _maybe(st.integers(0, 2**63 - 1), st.sampled_from([-1, 2**63, 1.5, None, True])),
 }
 
 
 @st.composite
-def _user_input(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[float], tuple[int, int, int, int]]:
+def _user_input(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[Any], tuple[int, int, int, int]]:
     """A bend and its parameters as a job file could state them, for a tiny tensor."""
     op = draw(_maybe(st.sampled_from(sorted(OPERATORS)), st.text(max_size=8)))
     spec = OPERATORS.get(op)
@@ -312,15 +321,20 @@ def _user_input(draw: st.DrawFn) -> tuple[str, dict[str, Any], list[float], tupl
         key = draw(st.sampled_from([*_OPTION_VALUES, "colour"]))
         options[key] = draw(_OPTION_VALUES.get(key, st.integers()))
     shape = draw(st.tuples(st.integers(1, 2), st.sampled_from([1, 3, 4, 4]), st.integers(1, 5), st.integers(1, 5)))
+    if draw(st.booleans()):
+        shape = (shape[0], shape[1], shape[2], shape[2])  # square maps, so the spatial Hadamard runs too
     count = draw(_maybe(st.just(shape[0]), st.integers(0, 4)))
-    values = draw(st.lists(_floats, min_size=count, max_size=count))
+    length = spec.param.length if spec and spec.param and spec.param.is_vector else None
+    # a vector operator mostly gets lists of its length, sometimes numbers or lists of another length
+    value = _maybe(st.lists(_floats, min_size=length, max_size=length), _floats) if length else _floats
+    values = draw(st.lists(value, min_size=count, max_size=count))
     return op, options, values, shape
 
 
 @settings(max_examples=150, deadline=None, database=None)
 @given(case=_user_input(), selection=_selections, dtype=st.sampled_from([torch.float32, torch.float16]))
 def test_any_user_input_gives_a_tensor_or_a_bend_error(
-    case: tuple[str, dict[str, Any], list[float], tuple[int, int, int, int]],
+    case: tuple[str, dict[str, Any], list[Any], tuple[int, int, int, int]],
     selection: Selection,
     dtype: torch.dtype,
 ) -> None:
@@ -338,3 +352,126 @@ def test_any_user_input_gives_a_tensor_or_a_bend_error(
     event("tensor")
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.equal(x, before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One description per operator: validation generated from the catalog
+
+
+def test_every_operator_is_described_completely() -> None:
+    for name, spec in OPERATORS.items():
+        assert spec.name == name and spec.summary and spec.source, name
+        assert set(spec.required_options) <= set(spec.options) <= set(OPTIONS), name
+        if spec.param is not None:
+            # the default is a valid value: the Blender side starts a new bend from it
+            check_params(
+                Bend("d", name, options={k: OPTIONS[k].default for k in spec.required_options}), [spec.param.default]
+            )
+            assert spec.param.is_vector == isinstance(spec.param.default, tuple), name
+    for key, option in OPTIONS.items():
+        assert option.problem(option.default) is None, key
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "fragments"),
+    [
+        ("log", 1.0, ["r = 1", "not a logarithm base", "other than 1"]),
+        ("log", 0.0, ["r = 0", "> 0"]),
+        ("log", -2.0, ["r = -2", "> 0"]),
+        ("clamp", (1.0, -1.0), ["low, high = 1, -1", "low ≤ high"]),
+        ("clamp", (0.0,), ["list of 2 numbers", "[low, high]"]),
+        ("clamp", 0.5, ["list of 2 numbers"]),
+        ("rotate_six", (0.0,) * 5, ["list of 6 numbers", "a01"]),
+        ("rotate_six", (0.0, 0.0, float("nan"), 0.0, 0.0, 0.0), ["a03 = nan", "finite"]),
+        ("contract", (1e39,) + (0.0,) * 15, ["m00 = 1e+39", "float32"]),
+        ("add", (1.0, 2.0), ["expects one number"]),
+        ("add", "loud", ["'loud'", "not a number"]),
+    ],
+)
+def test_parameter_domains_come_from_the_catalog(op: str, value: Any, fragments: list[str]) -> None:
+    with pytest.raises(BendError) as info:
+        check_params(Bend("p", op), [value], frames=[7])
+    message = str(info.value)
+    assert "bend 'p'" in message and "frame 7" in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_domain_descriptions() -> None:
+    assert Domain().describe() == "any number"
+    assert Domain(low=0.0, low_open=True, excluded=((1.0, "x"),)).describe() == "> 0, ≠ 1"
+    assert Domain(low=0.0, high=1.0).describe() == "≥ 0 and ≤ 1"
+    assert Domain(low=0.5).problem(0.5) is None and Domain(low=0.5, low_open=True).problem(0.5) is not None
+    assert Domain(high=2.0, high_open=True).problem(2.0) is not None and Domain(high=2.0).problem(2.0) is None
+
+
+@pytest.mark.parametrize(
+    ("op", "options", "fragment"),
+    [
+        ("gaussian_noise", {"seed": -1}, "-1"),
+        ("gaussian_noise", {"seed": 2**63}, "seed"),
+        ("gaussian_noise", {"seed": 1.0}, "1.0"),
+        ("remove_mean", {"normalize_dim": 3}, "normalize_dim"),
+        ("negate", {"seed": 1}, "it takes no options"),
+    ],
+)
+def test_new_operators_bad_options(op: str, options: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(BendError, match="'opt'") as info:
+        validate_bend(Bend("opt", op, options=options))
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("op", ["rotate_six", "contract", "hadamard_channels"])
+def test_channel_matrices_need_four_channels(op: str) -> None:
+    _, params = _defaults(op)
+    raises(Bend("m", op), torch.zeros(1, 8, 4, 4), None if params is None else params.values, "8 channels", "4×4")
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 8, 4), (1, 4, 6, 6)])
+def test_spatial_hadamard_needs_a_square_power_of_two(shape: tuple[int, ...]) -> None:
+    raises(Bend("h", "hadamard_spatial"), torch.zeros(shape), None, f"{shape[2]}×{shape[3]}", "power of two")
+
+
+def test_vector_params_batch_tile_and_keep_frames() -> None:
+    params = ParamBatch([[0.0, 1.0], (2, 3)], frames=[5, 6])
+    assert params.values == ((0.0, 1.0), (2.0, 3.0)) and params.frames == (5, 6)
+    assert tuple(params.tensor(CPU, torch.float32).shape) == (2, 2)
+    tiled = params.for_batch(4)
+    assert tiled.values == params.values * 2 and tiled.frames == (5, 6, 5, 6)
+    assert ParamBatch((1.0, 2.0)).sample_frames() == (0, 1)
+    with pytest.raises(BendError, match="frame number"):
+        ParamBatch((1.0,), frames=(1, 2))
+    with pytest.raises(BendError, match="different lengths"):
+        ParamBatch([(1.0, 2.0), (3.0,)]).tensor(CPU, torch.float32)
+
+
+def test_gaussian_noise_under_guidance_gives_both_halves_the_frames_noise(x: torch.Tensor) -> None:
+    params = ParamBatch((1.0, 0.5, 2.0), frames=(3, 8, 9))
+    bend = Bend("n", "gaussian_noise", options={"seed": 4})
+    doubled = apply_bend(bend, torch.cat([x, x]), params)
+    single = apply_bend(bend, x, params)
+    torch.testing.assert_close(doubled[:3], single)
+    torch.testing.assert_close(doubled[3:], single)
+
+
+@pytest.mark.parametrize(("kind", "axis"), [("random_rows", 2), ("random_columns", 3)])
+def test_random_rows_and_columns_pick_exactly_a_fraction(kind: str, axis: int, x: torch.Tensor) -> None:
+    size = x.shape[axis]
+    selection = Selection(kind, fraction=0.3, seed=11)
+    mask = selection_mask(selection, (4, 16, 12), CPU, "b")
+    assert mask is not None and mask.shape[axis] == size and mask.numel() == size
+    assert int(mask.sum()) == int(0.3 * size)  # the authors' random.sample(range(dim), int(k · dim))
+    out = apply_bend(Bend("b", "add", selection), x, ParamBatch((1.0, 2.0, 3.0)))
+    changed = (out != x).transpose(axis, -1).flatten(0, -2).all(0)  # which rows (columns) changed everywhere
+    assert torch.equal(changed, mask.flatten())
+    unchanged = (out == x).transpose(axis, -1).flatten(0, -2).all(0)
+    assert torch.equal(unchanged, ~mask.flatten())
+    assert torch.equal(selection_mask(selection, (4, 16, 12), CPU, "b"), mask)
+    assert not torch.equal(selection_mask(Selection(kind, fraction=0.3, seed=12), (4, 16, 12), CPU, "b"), mask)
+
+
+def test_random_rows_extremes_and_bad_fraction() -> None:
+    assert not selection_mask(Selection("random_rows", fraction=0.0), (4, 8, 8), CPU, "b").any()
+    assert selection_mask(Selection("random_columns", fraction=1.0), (4, 8, 8), CPU, "b").all()
+    with pytest.raises(BendError, match=r"1\.5"):
+        validate_bend(Bend("b", "add", Selection("random_rows", fraction=1.5)))

@@ -223,7 +223,10 @@ class RecordingLayout:
         check = getattr(type(self), f"_check_{name}", None)  # not self: its __getattr__ is strict
         if check is not None:
             check(self, bound)
-        state = {key: self.effective(key) for key in ("enabled", "active", "alert", "use_property_split")}
+        state = {
+            key: self.effective(key)
+            for key in ("enabled", "active", "alert", "use_property_split", "use_property_decorate")
+        }
         call = Call(name, bound, state)
         self.recording.calls.append(call)
         if name in SUBLAYOUTS:
@@ -722,7 +725,7 @@ def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
     add_bend(scene, "Second")
     scene.bend.bend_index = 0
     bend.op = op
-    option_props = {"plane", "channel", "normalize_dim", "axis"}
+    option_props = set(catalog.OPTIONS)  # BendItem has one property per option key
     for place in ("LATENT", "UNET"):
         for selection in catalog.SELECTIONS:
             for driven in (False, True):
@@ -741,12 +744,20 @@ def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
                         else not ({"unet_target", "step_start", "step_end"} & set(drawn))
                     )
                     assert ("selection_index" in drawn) is (selection in ("channel", "row", "column"))
-                    random = selection in ("random", "random_channels")
+                    random = selection.startswith("random")
                     assert ("fraction" in drawn) is random and ("selection_seed" in drawn) is random
                     assert set(drawn) & option_props == set(spec.options)
-                    assert ("param" in drawn) is spec.takes_param
+                    vector = spec.takes_param and spec.param.is_vector
+                    assert ("param" in drawn) is (spec.takes_param and not vector)
+                    if vector:  # one field per component, labelled with the catalog's names
+                        fields = [c for c in rec.named("prop") if c["data"] == bend and c["property"] == "param_vector"]
+                        assert [(c["index"], c["text"]) for c in fields] == list(enumerate(spec.param.names))
+                        assert all(c.state["use_property_decorate"] for c in fields)  # keyframe dots
+                    else:
+                        assert "param_vector" not in drawn
                     ops = rec.operators()
                     assert ("bend.drive_from_feature" in ops) is spec.takes_param
+                    assert ("bend.drive_from_embedding" in ops) is spec.takes_param
                     assert ("bend.remove_feature_driver" in ops) is (spec.takes_param and driven)
                 if driven:
                     scene.driver_remove(path_of(bend.name))
