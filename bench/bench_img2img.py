@@ -84,7 +84,7 @@ def main() -> None:
     document = {
         "format": "diffusion-bender-job",
         "version": 1,
-        "model": {"source": model.source, "device": device.type, "scheduler": "ddim"},
+        "model": {"source": model.source, "device": device.type, "scheduler": "ddim", "threads": args.threads},
         "mode": "img2img",
         "width": args.size,
         "height": args.size,

@@ -289,7 +289,13 @@ def job_document(args: argparse.Namespace, batch: int, model: Model, frames: int
     return {
         "format": "diffusion-bender-job",
         "version": 1,
-        "model": {"source": model.source, "device": model.device.type, "precision": "auto", "scheduler": "ddim"},
+        "model": {
+            "source": model.source,
+            "device": model.device.type,
+            "precision": "auto",
+            "scheduler": "ddim",
+            "threads": args.threads,  # the engine sets its own threads from the job (0: automatic)
+        },
         "mode": "txt2img",
         "width": args.size,
         "height": args.size,
