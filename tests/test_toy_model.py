@@ -1,0 +1,117 @@
+"""The toy model (``toy-shapes``, trained by scripts/toy_model/): pictures that mean something, so tests can check
+what prompts and bends do to them. Every picture renders through the engine's job runner, as a render would.
+
+Thresholds are loose on purpose: they say what a person would see (a blue sky, fewer colours), not exact pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.catalog import TOY_SHAPES
+from scripts.toy_model import adherence, scenes
+
+STEPS = 20
+# Measured on the shipped model (scripts/toy_model/adherence.py, 4 seeds): held-out shapes get the caption's colour
+# 58 % of the time (chance: 1 in 7); their place and the held-out landscapes are not followed yet (full adherence 8 %,
+# the issue aims for 80 %). The floor guards what works, with room for seed-to-seed luck.
+COLOUR_FLOOR = 0.35
+THRESHOLD_LAYER = 0  # a threshold on the initial noise leaves a two-level latent: few colours (about 30 → 5)
+ROTATION_LAYER = 10  # R1 by π halfway: chroma shifts 0.09-0.19, where two seeds differ by 0.02-0.13
+ROTATION_SHIFT = 0.05
+GUIDANCE = 5.0
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    from engine.models import load_model
+
+    return load_model(TOY_SHAPES, device="cpu")
+
+
+def render(folder: Path, model, prompts: list[str], frames: list[dict], bends: list[dict] | None = None, seed: int = 0):
+    """The frames' pictures as uint8 (H, W, 3), rendered by the engine's runner from a job document."""
+    from engine.events import EventStream
+    from engine.job import load_job
+    from engine.runner import Runner
+
+    document = adherence.job_document(TOY_SHAPES, prompts, seed, STEPS, GUIDANCE)
+    document["frames"] = [{"frame": i, "phase": 0.0, **frame} for i, frame in enumerate(frames)]
+    document["bends"] = bends or []
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    runner = Runner(load_job(path), EventStream(None), model=model)
+    runner.run()
+    return [runner.store.read(i) for i in range(len(frames))]
+
+
+def distinct_colours(image: np.ndarray, levels: int = 8, min_pixels: int = 4) -> int:
+    """Colours in use after quantising each channel to ``levels`` steps (ignoring a few stray pixels)."""
+    q = (image.astype(np.int64) * levels // 256).reshape(-1, 3)
+    codes = q[:, 0] * levels * levels + q[:, 1] * levels + q[:, 2]
+    return int((np.bincount(codes) >= min_pixels).sum())
+
+
+def test_the_model_loads_by_name_as_an_sd_folder(toy_model):
+    assert toy_model.latent_channels == 4
+    assert toy_model.vae_scale_factor == 4
+    ids = toy_model.tokenizer(["a red ring", "a blue ring"]).input_ids
+    assert ids[0] != ids[1]  # the tokenizer tells colour words apart (a word vocabulary without merges would not)
+
+
+def test_held_out_shapes_get_their_colour_and_seeds_differ(toy_model, tmp_path):
+    held_out = [s for s in scenes.held_out_scenes() if s.kind == "shape"]
+    prompts = [s.caption for s in held_out]
+    one_hot = [{"prompt_weights": [float(i == j) for j in range(len(prompts))]} for i in range(len(prompts))]
+    by_seed = {seed: render(tmp_path / f"s{seed}", toy_model, prompts, one_hot, seed=seed) for seed in (0, 1)}
+    found = [adherence.shape_colour_and_place(by_seed[seed][i]) for seed in by_seed for i in range(len(prompts))]
+    wanted = [held_out[i].colour for _ in by_seed for i in range(len(prompts))]
+    rate = sum(f is not None and f[0] == w for f, w in zip(found, wanted, strict=True)) / len(found)
+    assert rate >= COLOUR_FLOOR, f"only {rate:.0%} of the shapes have the caption's colour"
+    differences = [np.abs(by_seed[0][i].astype(float) - by_seed[1][i]).mean() for i in range(len(prompts))]
+    assert min(differences) > 2.0, "two seeds gave (nearly) the same picture"
+
+
+def test_a_landscape_has_a_blue_sky_above_its_ground(toy_model, tmp_path):
+    (image,) = render(tmp_path, toy_model, ["a gorgeous landscape"], [{}])
+    sky, _ = adherence.landscape_parts(image, "day")
+    assert sky == "day"
+    top, bottom = image[:16].astype(float).mean(axis=(0, 1)), image[48:].astype(float).mean(axis=(0, 1))
+    assert top[2] > top[0] + 30, top  # blue above
+    assert np.abs(top - bottom).sum() > 30, (top, bottom)  # and something else below
+
+
+def test_the_crossfade_moves_from_the_orb_to_the_landscape(toy_model, tmp_path):
+    weights = [0.0, 0.25, 0.5, 0.75, 1.0]
+    frames = [{"prompt_weights": [1 - w, w]} for w in weights]
+    pictures = render(tmp_path, toy_model, ["a floating orb", "a gorgeous landscape"], frames)
+    # The orb sits on a dark background; the landscape's top is a bright sky.
+    brightness = [float(p[:16].astype(float).mean()) for p in pictures]
+    assert brightness[0] < 50 < brightness[-1], brightness
+    assert brightness[-1] - brightness[0] > 60
+    assert adherence.landscape_parts(pictures[-1], "day")[0] == "day"
+
+
+def test_a_threshold_reduces_the_number_of_colours(toy_model, tmp_path):
+    bend = {"name": "t", "op": "threshold", "latent_layer": THRESHOLD_LAYER}
+    plain = render(tmp_path / "plain", toy_model, ["a gorgeous landscape"], [{}], seed=3)[0]
+    bent = render(tmp_path / "bent", toy_model, ["a gorgeous landscape"], [{"bends": {"t": 0.0}}], [bend], seed=3)[0]
+    assert distinct_colours(bent) < distinct_colours(plain) * 0.5, (distinct_colours(bent), distinct_colours(plain))
+
+
+def test_a_rotation_at_a_later_layer_changes_the_colour_balance(toy_model, tmp_path):
+    bend = {"name": "r", "op": "rotate_r1", "latent_layer": ROTATION_LAYER}
+    prompts = ["a gorgeous landscape"]
+    shifts = []
+    for seed in (0, 1):
+        plain = render(tmp_path / f"p{seed}", toy_model, prompts, [{}], seed=seed)[0]
+        bent = render(tmp_path / f"b{seed}", toy_model, prompts, [{"bends": {"r": np.pi}}], [bend], seed=seed)[0]
+        balance = [p.reshape(-1, 3).astype(float).mean(axis=0) for p in (plain, bent)]
+        chroma = [b / b.sum() for b in balance]
+        shifts.append(float(np.abs(chroma[0] - chroma[1]).sum()))
+    assert min(shifts) > ROTATION_SHIFT, shifts
