@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .catalog import NORMALIZATIONS
+from .catalog import FEATURES, NORMALIZATIONS
 from .errors import AudioError
 
 __all__ = ["NORMALIZATIONS", "median_filter", "median_kernel", "noise_gate", "normalize", "postprocess", "smooth"]
@@ -195,7 +195,8 @@ def postprocess(
     gate: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Normalise, median-filter, smooth, then gate every curve of a feature dict (as returned by
-    ``compute_features``): the authors' chain (median, envelope, gate) after the normalisation.
+    ``compute_features``): the authors' chain (median, envelope, gate) after the normalisation. Features whose
+    catalog entry says ``normalize=False`` (beat and bar phase, beat pulse, section, pitch class) keep their scale.
 
     Smoothing after normalising keeps the envelope inside [0, 1] when a normalisation is used. ``median_s`` is
     the median filter's window in seconds (:func:`median_kernel`; 0: off) and ``gate`` the noise gate's
@@ -222,7 +223,10 @@ def postprocess(
     kernel = median_kernel(float(median_s), fps)
     out = {}
     for name, values in features.items():
-        curve = normalize(values, normalization, low_percentile, high_percentile)
+        # A phase, an index or a pitch class already means something on its own scale (catalog: normalize=False).
+        spec = FEATURES.get(name)
+        mode = normalization if spec is None or spec.normalize else "none"
+        curve = normalize(values, mode, low_percentile, high_percentile)
         curve = smooth(median_filter(curve, kernel), fps, attack_s, release_s)
         out[name] = noise_gate(curve, gate) if gate else curve
     return out

@@ -4,7 +4,7 @@ The paper applies an operator to all elements of the latent, to a single dimensi
 column), or to a random selection of its features ("5% of features"). Broad et al. select whole channels of a
 feature map; "random_channels" is that, and pairs naturally with the spatial operators.
 
-Kinds (``SELECTION_KINDS``; the Blender side offers ``SELECTIONS``, all but the last two):
+Kinds (``SELECTIONS``, which the Blender side offers too):
     all              every element (no mask at all)
     channel          channel ``index``                     mask shape (1, C, 1, 1)
     row              row ``index`` of every channel        mask shape (1, 1, H, 1)

@@ -17,7 +17,7 @@ import bpy
 from .. import compat
 from ..animation import write_keys
 from ..audio_source import AudioSourceError, SceneAudio, find_strip, mixdown_audio, scene_fps, strip_audio
-from ..engine.catalog import FEATURE_NAMES, FEATURES, MAX_TEMPO_BPM, MIN_TEMPO_BPM
+from ..engine.catalog import FEATURE_NAMES, MAX_TEMPO_BPM, MIN_TEMPO_BPM
 from ..engine.errors import AudioError
 
 # No "from __future__ import annotations": Blender reads the operator's property annotations as objects.
@@ -28,9 +28,6 @@ INSTALL_HINT = "Install Dependencies in Preferences > Add-ons > Diffusion Bender
 # The bake analyses the sound in Blender's own Python. Blender may come without numpy (Debian's does); Install
 # Dependencies adds it and scipy to the extension's folder.
 BAKE_MODULES = ("numpy", "scipy")
-
-# Raw values that already mean something (a phase, an index) skip the normalisation: the catalog says which.
-FIXED_RANGE = frozenset(name for name in FEATURE_NAMES if not FEATURES[name].normalize)
 
 MARKER_KINDS = (
     ("SECTIONS", "Sections", "A marker where each section of the song starts, the first at the scene's start"),
@@ -127,13 +124,7 @@ def bake(scene: bpy.types.Scene) -> tuple[str, list[str]]:
         "gate": settings.gate,
     }
     features = analysis.features
-    values = postprocess(
-        {name: v for name, v in features.items() if name not in FIXED_RANGE},
-        audio.fps,
-        normalization=settings.normalization,
-        **shaping,
-    )
-    values.update(postprocess({name: features[name] for name in FIXED_RANGE}, audio.fps, **shaping))
+    values = postprocess(features, audio.fps, normalization=settings.normalization, **shaping)
     stored = json.dumps({"fingerprint": _fingerprint(audio, keywords), **_events(analysis)})
     frames = range(scene.frame_start, scene.frame_end + 1)
     for name in FEATURE_NAMES:

@@ -121,6 +121,12 @@ class BEND_OT_sweep(EngineRun, bpy.types.Operator):
         bend = scene.bend.bends[scene.bend.bend_index]
         if not bend.enabled:
             raise SceneJobError(f"Bend {bend.name!r} is disabled: enable it to sweep it")
+        param = OPERATORS[bend.op].param
+        if param is not None and param.is_vector:
+            raise SceneJobError(
+                f"Bend {bend.name!r} ({bend.op}) takes {param.length} numbers and a sweep varies one: sweep a bend "
+                "with a single Parameter"
+            )
         if OPERATORS[bend.op].takes_param and not all(
             math.isfinite(v) for v in (scene.bend.sweep.value_start, scene.bend.sweep.value_end)
         ):

@@ -22,6 +22,7 @@ from scipy.io import wavfile
 
 import engine.features as features_module
 from engine.audio_io import pcm_to_float, read_wav
+from engine.catalog import FEATURES
 from engine.errors import AudioError
 from engine.features import FEATURE_NAMES, FeatureSettings, compute_features, frame_count
 from engine.postprocess import NORMALIZATIONS, normalize, postprocess, smooth
@@ -431,8 +432,21 @@ def test_postprocess_normalises_then_smooths_every_feature() -> None:
     assert tuple(out) == FEATURE_NAMES
     for name in FEATURE_NAMES:
         np.testing.assert_array_equal(feats[name], before[name])  # the input is untouched
-        assert out[name].min() >= 0.0 and out[name].max() <= 1.0
-        np.testing.assert_allclose(out[name], smooth(normalize(feats[name], "minmax"), 30.0, 0.0, 0.2))
+        if FEATURES[name].normalize:
+            assert out[name].min() >= 0.0 and out[name].max() <= 1.0
+            np.testing.assert_allclose(out[name], smooth(normalize(feats[name], "minmax"), 30.0, 0.0, 0.2))
+        else:  # a phase, an index or a pitch class keeps its own scale
+            np.testing.assert_allclose(out[name], smooth(feats[name], 30.0, 0.0, 0.2))
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_postprocess_keeps_the_scale_of_phases_and_indices(method: str) -> None:
+    """beat_phase, bar_phase, beat_pulse, section and pitch_class mean something raw: no normalisation touches them."""
+    phase, pitch = np.linspace(0.0, 0.9, 50), np.arange(50.0) % 12
+    out = postprocess({"beat_phase": phase, "pitch_class": pitch, "rms": 3 + phase}, 30.0, normalization=method)
+    np.testing.assert_array_equal(out["beat_phase"], phase)
+    np.testing.assert_array_equal(out["pitch_class"], pitch)
+    assert out["rms"].max() == 1.0
 
 
 # --- reading WAV files --------------------------------------------------------------------------------------

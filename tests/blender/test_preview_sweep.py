@@ -106,6 +106,9 @@ def test_sweep_settings_errors(bent_scene, tmp_path):
     bent_scene.bend.sweep.layers = "0, middle"
     with pytest.raises(RuntimeError, match=r"Bend > Sweep > Layers: 'middle' is neither"):
         bpy.ops.bend.sweep()
+    bpy.ops.bend.bend_add(op="contract")
+    with pytest.raises(RuntimeError, match=r"takes 16 numbers and a sweep varies one"):
+        bpy.ops.bend.sweep()
     bpy.ops.wm.read_homefile(use_empty=True)  # unsaved: there is no "beside the .blend"
     bpy.ops.bend.bend_add(op="rotate_r1")
     with pytest.raises(RuntimeError, match=r"Save the \.blend file first"):
