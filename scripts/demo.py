@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "demo"), help="output folder (default demo/)")
     parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default 512; 64 for tiny-random)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 50; 8 for tiny-random)")
+    parser.add_argument(
+        "--engine-python",
+        default=os.environ.get("BEND_ENGINE_PYTHON", ""),
+        help="the Python that runs the engine, as the Engine Python preference (default: $BEND_ENGINE_PYTHON, else "
+        "this Python): for a bpy venv without torch",
+    )
     parser.add_argument("--debug", action="store_true", help="print the traceback when a step fails")
     args = parser.parse_args(argv)
     if not args.seconds > 0 or args.fps < 1:
@@ -317,6 +323,8 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
         if not extension.compat.has_audio():
             raise DemoError(NO_AUDIO)
         compat = extension.compat
+        if args.engine_python:
+            bpy.context.preferences.addons[extension.__name__].preferences.engine_python = args.engine_python
         print(f"      Blender {bpy.app.version_string}, extension {extension.__name__}", flush=True)
     if not configured.strip():
         print(NO_MODEL, flush=True)
@@ -368,13 +376,6 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
 
     label = f"{settings.model} at {settings.size}×{settings.size}, {settings.steps} steps, batch {settings.batch_size}"
     with steps(f"Rendering {n_frames} frames with {label} (bend.render)"):
-        if settings.is_tiny and "OMP_NUM_THREADS" not in os.environ:
-            # The engine process inherits this. tiny-random's layers are too small to share among cores, and on
-            # a CPU that is busy with anything else, torch's spinning threads made frames 5-10 times slower.
-            os.environ["OMP_NUM_THREADS"] = "1"
-            print(
-                "      torch in the engine runs on one thread (OMP_NUM_THREADS=1): quicker for tiny-random", flush=True
-            )
         log = RenderLog(sys.stdout, every=max(n_frames // 10, 1))
         started = time.perf_counter()
         with contextlib.redirect_stdout(log):

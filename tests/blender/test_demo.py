@@ -36,6 +36,7 @@ needs_audio = pytest.mark.skipif(not has_audio, reason="the PyPI bpy 4.2 module 
 def _run_demo(out: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("BEND_MODEL", None)
+    env["BEND_ENGINE_PYTHON"] = blender_env.ENGINE_PYTHON  # the 4.5 test venv holds no torch
     return subprocess.run(
         [sys.executable, str(DEMO), "--seconds", str(SECONDS), "--fps", str(FPS), "--out", str(out), *args],
         cwd=ROOT,
