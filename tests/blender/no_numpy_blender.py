@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from types import SimpleNamespace
 
@@ -88,3 +89,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # The PyPI bpy 4.2 module segfaults while Python shuts down once a property with a Python callback is
+    # registered (see tests/blender/conftest.py); everything is printed by now, so skip the teardown.
+    sys.stdout.flush()
+    os._exit(0)
