@@ -7,7 +7,7 @@ The Blender side registers here: scene properties (``properties.py``), operators
 
 from __future__ import annotations
 
-from . import dependencies, preferences, properties
+from .blender import dependencies, preferences, properties
 from .operators import MODULES as OPERATOR_MODULES
 from .panels import MODULES as PANEL_MODULES
 

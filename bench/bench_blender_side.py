@@ -82,7 +82,7 @@ def new_scene(song: Path | None):
     scene.render.resolution_percentage = 100
     scene.frame_start, scene.frame_end = 1, SECONDS * FPS
     if song is not None:
-        ext.compat.strips(scene).new_sound("song", str(song), 1, 1)
+        ext.blender.compat.strips(scene).new_sound("song", str(song), 1, 1)
     return scene
 
 
@@ -105,8 +105,8 @@ def bench_bake(song: Path, repeats: int) -> None:
     scene = new_scene(song)
     n_frames = scene.frame_end - scene.frame_start + 1
     frames = list(range(scene.frame_start, scene.frame_end + 1))
-    strip = ext.audio_source.find_strip(scene, "")
-    audio = ext.audio_source.strip_audio(scene, strip)
+    strip = ext.blender.audio_source.find_strip(scene, "")
+    audio = ext.blender.audio_source.strip_audio(scene, strip)
     raw = compute_features(audio.samples, audio.rate, audio.fps, n_frames=audio.n_frames)
     values = postprocess(raw, audio.fps, normalization="minmax")
     rms = [float(v) for v in values["rms"]]
@@ -117,23 +117,23 @@ def bench_bake(song: Path, repeats: int) -> None:
 
     def write_all() -> None:
         for name in names:
-            ext.animation.write_keys(scene, f"bend.audio.{name}", frames, values[name])
+            ext.blender.animation.write_keys(scene, f"bend.audio.{name}", frames, values[name])
 
     def write_one_bulk() -> None:
-        ext.animation.write_keys(scene, "bend.audio.rms", frames, rms)
+        ext.blender.animation.write_keys(scene, "bend.audio.rms", frames, rms)
 
     def write_one_insert() -> None:
         path = "bend.audio.rms"
-        ext.animation.remove_animation(scene, path)
+        ext.blender.animation.remove_animation(scene, path)
         scene.keyframe_insert(path, frame=frames[0])
-        points = ext.compat.find_fcurve(scene, path).keyframe_points
+        points = ext.blender.compat.find_fcurve(scene, path).keyframe_points
         for frame, value in zip(frames, rms, strict=True):
             points.insert(frame, value).interpolation = "LINEAR"
 
     medians = interleaved(
         {
             "bake": bake,
-            "decode": lambda: ext.audio_source.strip_audio(scene, strip),
+            "decode": lambda: ext.blender.audio_source.strip_audio(scene, strip),
             "analyse": lambda: compute_features(audio.samples, audio.rate, audio.fps, n_frames=audio.n_frames),
             "postprocess": lambda: postprocess(raw, audio.fps, normalization="minmax"),
             "write all": write_all,
@@ -142,7 +142,7 @@ def bench_bake(song: Path, repeats: int) -> None:
         },
         repeats,
     )
-    check = ext.compat.find_fcurve(scene, "bend.audio.rms")
+    check = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
     assert len(check.keyframe_points) == n_frames
     print(
         f"(a) bake: {SECONDS // 60} min stereo {SAMPLE_RATE / 1000:g} kHz 16-bit WAV as a sound strip, "
@@ -172,7 +172,9 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
         values = compute_features(synthesise(), SAMPLE_RATE, FPS, n_frames=SECONDS * FPS)
         frames = list(range(scene.frame_start, scene.frame_end + 1))
         for name, curve in values.items():
-            ext.animation.write_keys(scene, f"bend.audio.{name}", frames, curve / max(float(curve.max()), 1e-12))
+            ext.blender.animation.write_keys(
+                scene, f"bend.audio.{name}", frames, curve / max(float(curve.max()), 1e-12)
+            )
     prefs = bpy.context.preferences.addons[extension_session.MODULE].preferences
     prefs.model_source = "tiny-random"
     for text in ("a floating orb", "a gorgeous landscape"):
@@ -197,20 +199,20 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
     folder = temp_folder("bench-blender-job-")
     medians = interleaved(
         {
-            "build": lambda: documents.append(ext.scene_job.build_job(scene, prefs)),
+            "build": lambda: documents.append(ext.blender.scene_job.build_job(scene, prefs)),
             "frame_set": frame_set_loop,
         },
         repeats,
     )
     document = documents[-1]
-    rms = ext.compat.find_fcurve(scene, "bend.audio.rms")
+    rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
     angles = np.array([f["bends"][scene.bend.bends[0].name] for f in document["frames"]])
     expected = np.array([2 * math.pi * rms.evaluate(f) for f in range(first, last + 1)])
     assert len(document["frames"]) == last - first + 1 and len(set(angles)) > 100  # the song drives the bend
-    write_s = min(timed(lambda: ext.scene_job.write_job(document, folder)) for _ in range(3))
+    write_s = min(timed(lambda: ext.blender.scene_job.write_job(document, folder)) for _ in range(3))
     parse_s = min(timed(lambda: parse_job(document, folder)) for _ in range(3))
     hashes_s = min(timed(lambda: parse_job(document, folder).frame_hashes()) for _ in range(3)) - parse_s
-    size = (folder / ext.scene_job.JOB_NAME).stat().st_size
+    size = (folder / ext.blender.scene_job.JOB_NAME).stat().st_size
     print(
         f"(b) build the job: {last - first + 1} frames, 2 bends driven by features (rms, onset), a keyframed "
         f"2-prompt crossfade; median of {repeats} interleaved runs"
@@ -246,7 +248,7 @@ def main() -> None:
     folder = temp_folder("bench-blender-")
     song = folder / "song.wav"
     wavfile.write(song, SAMPLE_RATE, (np.clip(synthesise(), -1, 1) * 32767).astype(np.int16))
-    if ext.compat.has_audio():
+    if ext.blender.compat.has_audio():
         bench_bake(song, args.repeats)
     else:
         print("(a) bake: not measured: this bpy module is built without audio (Audaspace)")

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from .. import compat
-from ..animation import write_keys
-from ..audio_source import AudioSourceError, SceneAudio, find_strip, mixdown_audio, scene_fps, strip_audio
+from ..blender import compat
+from ..blender.animation import write_keys
+from ..blender.audio_source import AudioSourceError, SceneAudio, find_strip, mixdown_audio, scene_fps, strip_audio
 from ..engine.catalog import FEATURE_NAMES, MAX_TEMPO_BPM, MIN_TEMPO_BPM
 from ..engine.errors import AudioError
 

@@ -7,10 +7,10 @@ Animation is keyed by bend name, so these operators first rewrite any index-keye
 import bpy
 from bpy.props import EnumProperty
 
-from .. import compat
-from ..animation import key_paths_by_name, remove_animation, write_keys
+from ..blender import compat
+from ..blender.animation import key_paths_by_name, remove_animation, write_keys
+from ..blender.properties import bend_data_path, unique_bend_name
 from ..engine.catalog import OPERATORS
-from ..properties import bend_data_path, unique_bend_name
 
 DEFAULT_NAMES = {"rotate_r1": "R1", "rotate_r2": "R2", "rotate_r3": "R3", "rotate_r4": "R4"}
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import bpy
 
-from .. import dependencies, engine_python, preferences, vendor_setup
+from .. import vendor_setup
+from ..blender import dependencies, engine_python, preferences
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the extension root, where vendor_setup.py lives
 VENDOR_SETUP = ROOT / "vendor_setup.py"
 LOG_LINES = 200
 ONLINE_ACCESS_HINT = "Allow Online Access in Preferences > System"

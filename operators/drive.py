@@ -12,9 +12,9 @@ components, decorrelated), so a six-angle rotation moves with six independent cu
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..animation import item_drivers, item_path
+from ..blender.animation import item_drivers, item_path
+from ..blender.properties import FEATURE_LABELS, PARAM_PROPS
 from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
-from ..properties import FEATURE_LABELS, PARAM_PROPS
 
 VARIABLE = "feature"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from .. import compat
+from ..blender import compat
 
 # Strip types that produce pixels; without one, Blender renders the 3D scene instead and needs a camera.
 _SOUND_STRIP_TYPES = {"SOUND"}

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import bpy
 
-from .. import preferences
+from ..blender import preferences
+from ..blender.engine_process import EngineProcess
+from ..blender.engine_python import check_dependencies, engine_python
+from ..blender.scene_job import SceneJobError, build_job, output_folder
+from ..blender.status_bar import BOARD, model_name
 from ..engine.frame_store import frame_file_name
-from ..engine_process import EngineProcess
-from ..engine_python import check_dependencies, engine_python
-from ..scene_job import SceneJobError, build_job, output_folder
-from ..status_bar import BOARD, model_name
 
 PREVIEW_IMAGE = "Bend Preview"
 _ANSWERS = ("preview", "error", "cancelled")

@@ -6,7 +6,7 @@ prompt. The engine mixes prompt embeddings by weight, so a crossfade is just two
 
 import bpy
 
-from ..animation import key_paths_by_name, remove_animation, write_keys
+from ..blender.animation import key_paths_by_name, remove_animation, write_keys
 
 
 def _unique_prompt_name(prompts: bpy.types.bpy_prop_collection) -> str:

@@ -16,13 +16,13 @@ from pathlib import Path
 import bpy
 from bpy.props import IntProperty
 
-from .. import compat, preferences
-from ..audio_source import sound_strips
+from ..blender import compat, preferences
+from ..blender.audio_source import sound_strips
+from ..blender.engine_process import EXIT_STOPPED, EngineProcess
+from ..blender.engine_python import check_dependencies, engine_python
+from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
+from ..blender.status_bar import model_name
 from ..engine.frame_store import FrameStore, frame_file_name
-from ..engine_process import EXIT_STOPPED, EngineProcess
-from ..engine_python import check_dependencies, engine_python
-from ..scene_job import SceneJobError, build_job, output_folder, write_job
-from ..status_bar import model_name
 from .engine_run import EngineRun, EngineSession
 
 

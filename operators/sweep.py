@@ -12,11 +12,11 @@ from pathlib import Path
 
 import bpy
 
-from .. import preferences
+from ..blender import preferences
+from ..blender.engine_process import EXIT_STOPPED, EngineProcess
+from ..blender.engine_python import check_dependencies, engine_python
+from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
 from ..engine.catalog import OPERATORS, UNET_TARGET
-from ..engine_process import EXIT_STOPPED, EngineProcess
-from ..engine_python import check_dependencies, engine_python
-from ..scene_job import SceneJobError, build_job, output_folder, write_job
 from .engine_run import EngineRun, EngineSession
 
 SWEEP_FILE = "sweep.json"

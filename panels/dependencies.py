@@ -7,7 +7,7 @@ cached across draws: after "Install Dependencies" the very next redraw must tell
 
 import bpy
 
-from .. import dependencies, engine_python, preferences
+from ..blender import dependencies, engine_python, preferences
 from ..operators import dependencies as installer
 
 INSTALL_OPERATOR = "bend.install_dependencies"

@@ -8,13 +8,13 @@ import math
 
 import bpy
 
-from .. import compat, dependencies, preferences
-from ..animation import item_drivers
-from ..audio_source import scene_fps
+from ..blender import compat, dependencies, preferences
+from ..blender.animation import item_drivers
+from ..blender.audio_source import scene_fps
+from ..blender.properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS
+from ..blender.scene_job import output_size
 from ..engine.catalog import FEATURE_NAMES, OPERATORS
 from ..operators.bake import INSTALL_HINT, MARKER_KINDS, missing_bake_modules
-from ..properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS
-from ..scene_job import output_size
 from .dependencies import draw_missing_notice
 
 CATEGORY = "Bend"

@@ -320,9 +320,9 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
         extension = start()
         import bpy
 
-        if not extension.compat.has_audio():
+        if not extension.blender.compat.has_audio():
             raise DemoError(NO_AUDIO)
-        compat = extension.compat
+        compat = extension.blender.compat
         if args.engine_python:
             bpy.context.preferences.addons[extension.__name__].preferences.engine_python = args.engine_python
         print(f"      Blender {bpy.app.version_string}, extension {extension.__name__}", flush=True)
@@ -381,7 +381,7 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
         with contextlib.redirect_stdout(log):
             call(bpy.ops.bend.render)
         render_seconds = time.perf_counter() - started
-        folder = extension.scene_job.output_folder(scene)
+        folder = extension.blender.scene_job.output_folder(scene)
         manifest = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line]
         result = Result(n_frames, render_seconds, [float(r["seconds"]) for r in manifest], log.loaded_line())
 
@@ -405,7 +405,7 @@ def ordinal(n: int) -> str:
 
 
 def make_pictures(bpy, extension, scene, settings: RenderSettings, folder: Path, out: Path) -> tuple[Path, Path]:
-    compat = extension.compat
+    compat = extension.blender.compat
     fps = scene.render.fps / scene.render.fps_base
     first, last = scene.frame_start, scene.frame_end
     strip = compat.strips(scene)[scene.name]

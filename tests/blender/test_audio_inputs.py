@@ -19,7 +19,7 @@ import pytest
 from media import encode, staircase, tone, write_wav
 
 pytestmark = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 RATE = 48000  # Blender's default mix rate: a mixdown needs no resampling
@@ -29,13 +29,13 @@ STEP = 0.02  # staircase amplitude step
 
 
 def _curve(scene, name: str = "rms") -> np.ndarray:
-    fcurve = blender_env.extension().compat.find_fcurve(scene, f"bend.audio.{name}")
+    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, f"bend.audio.{name}")
     return np.array([fcurve.evaluate(f) for f in range(scene.frame_start, scene.frame_end + 1)])
 
 
 def _keys(scene) -> dict[str, list[tuple[float, float]]]:
     """Every baked key, to show that a refused bake left them alone."""
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     return {f.data_path: [tuple(k.co) for k in f.keyframe_points] for f in compat.action_fcurves(scene)}
 
 
@@ -47,7 +47,7 @@ def _bake(scene, source: str = "STRIP") -> np.ndarray:
 
 
 def _add(scene, name: str, path, frame_start: int = 1, channel: int = 1):
-    return blender_env.extension().compat.strips(scene).new_sound(name, str(path), channel, frame_start)
+    return blender_env.extension().blender.compat.strips(scene).new_sound(name, str(path), channel, frame_start)
 
 
 # Formats. The files sit in a folder with spaces and non-ASCII letters, as songs often do.
@@ -159,7 +159,7 @@ def test_zero_length_strips_are_refused_with_the_reason(scene, tmp_path):
     with pytest.raises(RuntimeError, match="Sound strip 'song' has no length left after trimming"):
         bpy.ops.bend.bake_audio()
     assert _keys(scene) == before
-    assert empty.name in blender_env.extension().compat.strips(scene)
+    assert empty.name in blender_env.extension().blender.compat.strips(scene)
 
 
 def test_muted_strip_is_baked_with_a_warning_and_silent_in_the_mixdown(scene, tmp_path, capfd):
@@ -236,7 +236,7 @@ def test_a_file_aud_cannot_read_never_aborts_blender(tmp_path):
     script = textwrap.dedent(f"""\
         import json, sys
         import bpy
-        sys.path.insert(0, {str(blender_env.ROOT)!r})
+        sys.path.insert(0, {str(blender_env.ROOT / "blender")!r})
         import compat
         results = []
         for path in {paths!r}:
@@ -255,7 +255,7 @@ def test_a_file_aud_cannot_read_never_aborts_blender(tmp_path):
 
 
 def test_sound_paths_with_spaces_unicode_and_relative_to_the_blend(scene, tmp_path):
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     project = tmp_path / "my project ünï 音"
     project.mkdir()
     inside = write_wav(project / "audio ü" / "song 音.wav", staircase(12, RATE, FPS, 480, STEP), RATE)

@@ -9,12 +9,12 @@ import pytest
 from helpers import write_song
 
 pytestmark = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 
 def _rms(scene) -> np.ndarray:
-    fcurve = blender_env.extension().compat.find_fcurve(scene, "bend.audio.rms")
+    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, "bend.audio.rms")
     return np.array([fcurve.evaluate(f) for f in range(scene.frame_start, scene.frame_end + 1)])
 
 
@@ -24,10 +24,10 @@ def _raw(scene) -> None:
 
 def test_bake_writes_one_linear_key_per_frame_for_every_feature(scene, tmp_path):
     ext = blender_env.extension()
-    ext.compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
+    ext.blender.compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}
     for name, spec in ext.engine.catalog.FEATURES.items():
-        fcurve = ext.compat.find_fcurve(scene, f"bend.audio.{name}")
+        fcurve = ext.blender.compat.find_fcurve(scene, f"bend.audio.{name}")
         assert [k.co[0] for k in fcurve.keyframe_points] == list(range(1, 13)), name
         assert all(k.interpolation == "LINEAR" for k in fcurve.keyframe_points)
         values = [k.co[1] for k in fcurve.keyframe_points]
@@ -35,15 +35,17 @@ def test_bake_writes_one_linear_key_per_frame_for_every_feature(scene, tmp_path)
         if spec.normalize:
             assert max(values) <= 1.0, name  # min-max by default
     # Fixed-range features keep their raw values: the song's 110 Hz bass is an A, pitch class 9.
-    assert [k.co[1] for k in ext.compat.find_fcurve(scene, "bend.audio.pitch_class").keyframe_points] == [9.0] * 12
+    assert [k.co[1] for k in ext.blender.compat.find_fcurve(scene, "bend.audio.pitch_class").keyframe_points] == [
+        9.0
+    ] * 12
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}  # a re-bake replaces, it does not add
-    assert len(ext.compat.find_fcurve(scene, "bend.audio.rms").keyframe_points) == 12
+    assert len(ext.blender.compat.find_fcurve(scene, "bend.audio.rms").keyframe_points) == 12
     scene.frame_set(4)
     assert 0.0 <= scene.bend.audio.rms <= 1.0
 
 
 def test_strip_start_trim_and_volume(scene, tmp_path):
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     _raw(scene)
     song = write_song(tmp_path / "a.wav", seconds=2.0)
     strip = compat.strips(scene).new_sound("song", str(song), 1, 1)
@@ -70,7 +72,7 @@ def test_strip_start_trim_and_volume(scene, tmp_path):
 
 
 def test_mixdown_hears_overlapping_strips(scene, tmp_path):
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     _raw(scene)
     scene.bend.audio_bake.source = "MIXDOWN"  # compared with itself: Blender's mix applies its pan law
     compat.strips(scene).new_sound("a", str(write_song(tmp_path / "a.wav")), 1, 1)
@@ -87,6 +89,6 @@ def test_bake_errors_say_what_to_do(scene, tmp_path):
     with pytest.raises(RuntimeError, match="No sound strip"):
         bpy.ops.bend.bake_audio()
     scene.bend.audio_bake.strip = "missing"
-    blender_env.extension().compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
+    blender_env.extension().blender.compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
     with pytest.raises(RuntimeError, match="No sound strip named 'missing'"):
         bpy.ops.bend.bake_audio()

@@ -44,7 +44,7 @@ def test_reordering_renaming_and_removing_keep_animation_with_its_bend(scene):
     bpy.ops.bend.bend_remove()
     assert [b.name for b in bends] == ["Gain.001", "Add"]
     assert [_curve_value(scene, n, 5) for n in ("Gain.001", "Add")] == [3.0, 1.0]
-    paths = {f.data_path for f in blender_env.extension().compat.action_fcurves(scene)}
+    paths = {f.data_path for f in blender_env.extension().blender.compat.action_fcurves(scene)}
     assert not any('"Gain"]' in p for p in paths)
 
 
@@ -59,7 +59,7 @@ def test_duplicate_copies_settings_keys_and_driver(scene):
     bpy.ops.bend.bend_duplicate()
     copy = scene.bend.bends[1]
     assert copy.name == "Erode.001" and copy.op == "erode" and copy.normalize_dim == "1"
-    assert ext.compat.find_fcurve(scene, 'bend.bends["Erode.001"].param') is not None
+    assert ext.blender.compat.find_fcurve(scene, 'bend.bends["Erode.001"].param') is not None
     assert scene.animation_data.drivers.find('bend.bends["Erode.001"].param').driver.expression == "1.0 + 4.0 * feature"
 
 
@@ -71,7 +71,9 @@ def test_feature_driver_is_simple_and_removable(scene):
     assert bpy.ops.bend.drive_from_feature(feature="onset", low=-1.0, high=3.0) == {"FINISHED"}
     fcurve = scene.animation_data.drivers.find('bend.bends["Add"].param')
     assert fcurve.driver.is_simple_expression and len(fcurve.modifiers) == 0
-    blender_env.extension().animation.write_keys(scene, "bend.audio.onset", [1, 2], [0.5, 0.75])  # as a bake does
+    blender_env.extension().blender.animation.write_keys(
+        scene, "bend.audio.onset", [1, 2], [0.5, 0.75]
+    )  # as a bake does
     scene.frame_set(1)
     assert bend.param == pytest.approx(1.0)
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}

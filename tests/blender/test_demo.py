@@ -29,7 +29,7 @@ DEMO = ROOT / "scripts" / "demo.py"
 SECONDS, FPS, FRAMES = 1.5, 8, 12
 TIMEOUT = 600
 
-has_audio = blender_env.extension().compat.has_audio()
+has_audio = blender_env.extension().blender.compat.has_audio()
 needs_audio = pytest.mark.skipif(not has_audio, reason="the PyPI bpy 4.2 module is built without Audaspace")
 
 
@@ -56,7 +56,7 @@ SUMMARY_SCRIPT = textwrap.dedent(
     extension = start()
     import bpy
     bpy.ops.wm.open_mainfile(filepath=sys.argv[2])
-    scene, compat = bpy.context.scene, extension.compat
+    scene, compat = bpy.context.scene, extension.blender.compat
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     strips = []
     for strip in compat.strips(scene):

@@ -56,7 +56,7 @@ def compute():
 def test_install_command_runs_vendor_setup_into_the_user_site_packages():
     module = operator_module()
     command = module.install_command("rocm")
-    site = extension().dependencies.site_packages()
+    site = extension().blender.dependencies.site_packages()
 
     assert command[0] == sys.executable
     assert Path(command[1]).resolve() == (ROOT / "vendor_setup.py").resolve()
@@ -351,7 +351,7 @@ def test_the_preferences_show_the_choice_and_its_size_before_installing(scene, c
         compute.compute = choice
         rec = draw_fn(panel.draw_dependencies, bpy.context)
         labels = rec.labels()
-        label = extension().dependencies.compute_choices()[choice]["label"]
+        label = extension().blender.dependencies.compute_choices()[choice]["label"]
         [size] = [text for text in labels if text.startswith(label + ":")]
         assert "GB" in size or "unknown" in size
         assert rec.operator("bend.install_dependencies").state["enabled"] is True
@@ -367,7 +367,7 @@ def test_the_preferences_show_the_choice_and_its_size_before_installing(scene, c
 
 
 def _engine_module():
-    return extension().engine_python
+    return extension().blender.engine_python
 
 
 @pytest.fixture
@@ -400,7 +400,7 @@ def test_the_probe_reads_versions_without_importing(tmp_path):
     (site / "torch").mkdir()
     (site / "torch" / "__init__.py").write_text("raise SystemExit('imported')\n")  # importing it would show
     run = subprocess.run(
-        [str(python), str(ROOT / "engine_probe.py"), json.dumps({"torch": "2.12.0", "kornia": "0.9.0"})],
+        [str(python), str(ROOT / "blender" / "engine_probe.py"), json.dumps({"torch": "2.12.0", "kornia": "0.9.0"})],
         capture_output=True,
         text=True,
     )

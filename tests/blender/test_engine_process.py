@@ -68,7 +68,7 @@ def test_a_wrapper_killed_mid_render_leaves_nothing_running_nor_half_written(tmp
         os.kill(os.getpid(), signal.SIGKILL)
         """,
     )
-    process = _module("engine_process").EngineProcess(["render", "job.json"], wrapper, interactive=True)
+    process = _module("blender.engine_process").EngineProcess(["render", "job.json"], wrapper, interactive=True)
     engine_pid = _next(process, "spawned")["pid"]
     try:
         temp = tmp_path / frame_store.temp_name("frame_00002.png", pid=engine_pid)
@@ -108,7 +108,7 @@ def test_stop_reaches_the_engine_behind_a_wrapper(tmp_path):
         sys.exit(engine.wait())
         """,
     )
-    process = _module("engine_process").EngineProcess(["render", "job.json"], wrapper)
+    process = _module("blender.engine_process").EngineProcess(["render", "job.json"], wrapper)
     engine_pid = _next(process, "ready")["pid"]
     try:
         process.stop()
@@ -123,7 +123,7 @@ def test_stop_reaches_the_engine_behind_a_wrapper(tmp_path):
 
 def test_the_dependencies_folder_is_on_the_path_of_blenders_own_python_only():
     """An artist's Engine Python has its own packages: wheels installed for Blender's Python must not shadow them."""
-    engine_process, folder = _module("engine_process"), str(_module("dependencies").site_packages())
+    engine_process, folder = _module("blender.engine_process"), str(_module("blender.dependencies").site_packages())
     assert folder in engine_process.engine_path(sys.executable)
     assert folder not in engine_process.engine_path("/opt/conda/envs/sd/bin/python")
     assert str(engine_process.EXTENSION_ROOT) in engine_process.engine_path("/opt/conda/envs/sd/bin/python")

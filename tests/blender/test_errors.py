@@ -17,7 +17,7 @@ from helpers import write_song
 from PIL import Image
 
 needs_audio = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 
@@ -38,7 +38,7 @@ def renderable(scene, tmp_path):
 @needs_audio
 def test_unreadable_audio(scene, tmp_path):
     song = write_song(tmp_path / "song.wav")
-    blender_env.extension().compat.strips(scene).new_sound("song", str(song), 1, 1)
+    blender_env.extension().blender.compat.strips(scene).new_sound("song", str(song), 1, 1)
     song.write_bytes(b"this is not audio at all" * 100)
     with pytest.raises(RuntimeError, match="Could not read the sound of strip 'song'"):
         bpy.ops.bend.bake_audio()
@@ -52,7 +52,7 @@ def test_unwritable_output_folder(renderable, tmp_path):
 
 
 def test_missing_dependencies(renderable, monkeypatch):
-    monkeypatch.setattr(blender_env.extension().dependencies, "missing", lambda: ["torch", "diffusers"])
+    monkeypatch.setattr(blender_env.extension().blender.dependencies, "missing", lambda: ["torch", "diffusers"])
     with pytest.raises(RuntimeError, match=r"dependencies are missing \(torch, diffusers\).*Preferences"):
         bpy.ops.bend.render()
 
@@ -88,7 +88,7 @@ def test_a_crashing_render_keeps_finished_frames_and_resumes(renderable, tmp_pat
     for record in (json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()):
         assert hashlib.sha256((folder / record["file"]).read_bytes()).hexdigest() == record["sha256"]
     assert not list(folder.glob(".partial-*"))
-    strip = blender_env.extension().compat.strips(renderable)[renderable.name]
+    strip = blender_env.extension().blender.compat.strips(renderable)[renderable.name]
     assert len(strip.elements) >= 1
 
     _prefs().engine_python = blender_env.ENGINE_PYTHON

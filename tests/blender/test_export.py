@@ -21,7 +21,7 @@ NO_AUDASPACE = "the PyPI bpy 4.2 module is built without Audaspace"
 
 
 def compat():
-    return extension().compat
+    return extension().blender.compat
 
 
 def frame_colour(i: int) -> tuple[int, int, int]:
@@ -148,7 +148,7 @@ def test_export_writes_h264_video_with_the_frames_and_restores_settings(scene, a
     assert render_settings(scene) == artist_settings
 
 
-@pytest.mark.skipif(not extension().compat.has_audio(), reason=NO_AUDASPACE)
+@pytest.mark.skipif(not extension().blender.compat.has_audio(), reason=NO_AUDASPACE)
 def test_export_has_aac_audio_as_long_as_the_video(scene, artist_settings, tmp_path):
     add_strips(scene, tmp_path, with_sound=True)
     out = tmp_path / "bent.mp4"

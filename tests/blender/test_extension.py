@@ -21,6 +21,8 @@ REQUIRED = (
     "engine/catalog.py",
     "operators/",
     "panels/",
+    "blender/",
+    "blender/engine_probe.py",
     "vendor_setup.py",
     "dependencies.toml",
 )
@@ -128,8 +130,8 @@ def _leftovers(property_group_names: set[str], site_packages: str) -> list[str]:
 
 def test_disable_leaves_nothing_and_enable_restores_everything():
     ext = extension()
-    property_group_names = {cls.__name__ for cls in ext.properties.CLASSES} | {"BendPreferences"}
-    site_packages = str(ext.dependencies.site_packages())
+    property_group_names = {cls.__name__ for cls in ext.blender.properties.CLASSES} | {"BendPreferences"}
+    site_packages = str(ext.blender.dependencies.site_packages())
     export_menu = ext.operators.export.draw_menu
 
     # The checker itself sees the enabled extension, so an empty list below means something.
@@ -146,7 +148,7 @@ def test_disable_leaves_nothing_and_enable_restores_everything():
         assert bpy.ops.bend.export_video.poll() in (True, False)
         assert export_menu in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
         assert site_packages in sys.path
-        for cls in (*ext.properties.CLASSES, ext.preferences.BendPreferences):
+        for cls in (*ext.blender.properties.CLASSES, ext.blender.preferences.BendPreferences):
             assert cls.is_registered, cls
 
         # A second round finds the same clean state: nothing was registered twice.

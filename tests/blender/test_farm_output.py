@@ -34,7 +34,7 @@ FRAME_RENDERED = re.compile(r"(?:^|(?:render\s+\|\s+))Time: ([0-9:.]+)")
 FRAME_SKIPPED = re.compile(r"(?:^|(?:render\s+\|\s+))[sS]kipping existing frame")
 
 needs_audio = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 # Compiles the job with the mock of Flamenco Manager and prints each task's command line as a Linux Worker runs it.

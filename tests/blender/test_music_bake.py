@@ -16,7 +16,7 @@ from scipy.io import wavfile
 from test_panels import draw_panel, panel
 
 pytestmark = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 RATE = 22050
@@ -55,11 +55,11 @@ def _a_b_a() -> np.ndarray:
 
 def _song_scene(scene, path: Path, seconds: float):
     scene.frame_end = round(seconds * FPS)
-    return blender_env.extension().compat.strips(scene).new_sound("song", str(path), 1, 1)
+    return blender_env.extension().blender.compat.strips(scene).new_sound("song", str(path), 1, 1)
 
 
 def _curve(scene, name: str) -> np.ndarray:
-    fcurve = blender_env.extension().compat.find_fcurve(scene, f"bend.audio.{name}")
+    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, f"bend.audio.{name}")
     return np.array([k.co[1] for k in fcurve.keyframe_points])
 
 

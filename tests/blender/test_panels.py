@@ -326,7 +326,7 @@ def panel(name: str) -> type:
 def deps(monkeypatch):
     """Control what the dependency check and the online flag report."""
     state = types.SimpleNamespace(missing=[], online=True, running=False, returncode=None, log=[])
-    monkeypatch.setattr(module("dependencies"), "missing", lambda: list(state.missing))
+    monkeypatch.setattr(module("blender.dependencies"), "missing", lambda: list(state.missing))
     installer = module("operators.dependencies")
     monkeypatch.setattr(installer, "online_access", lambda: state.online)
     monkeypatch.setattr(installer, "is_running", lambda: state.running)
@@ -449,8 +449,8 @@ def test_dependency_box(scene, deps, online, missing):
     labels = " | ".join(rec.labels())
     assert ("Allow Online Access in Preferences > System to install" in labels) is not online
     assert ("torch, kornia" in labels) is bool(missing)
-    assert str(module("dependencies").site_packages()) in labels
-    assert rec.operator("wm.path_open").result.filepath == str(module("dependencies").site_packages())
+    assert str(module("blender.dependencies").site_packages()) in labels
+    assert rec.operator("wm.path_open").result.filepath == str(module("blender.dependencies").site_packages())
 
 
 @pytest.mark.parametrize(
@@ -476,7 +476,7 @@ def test_dependency_box_shows_the_installer_state(scene, deps, running, returnco
 
 def test_dependency_check_runs_once_per_draw(scene, monkeypatch):
     calls = []
-    monkeypatch.setattr(module("dependencies"), "missing", lambda: calls.append(1) or ["torch"])
+    monkeypatch.setattr(module("blender.dependencies"), "missing", lambda: calls.append(1) or ["torch"])
     draw_fn(module("panels.dependencies").draw_dependencies, bpy.context)
     assert len(calls) == 1
     draw_panel(panel("BEND_PT_model"))
@@ -515,7 +515,7 @@ def test_preferences_draw(scene, deps):
     for missing in ([], ["torch"]):
         deps.missing = missing
         layout = RecordingLayout()
-        ext().preferences.BendPreferences.draw(Proxy(layout), bpy.context)
+        ext().blender.preferences.BendPreferences.draw(Proxy(layout), bpy.context)
         rec = layout.recording
         assert {"model_source", "device", "precision", "engine_python", "preview_idle_minutes"} <= set(rec.props())
         assert "bend.install_dependencies" in rec.operators()
@@ -563,7 +563,7 @@ def test_model_panel_output_labels(scene, deps):
     assert "496 × 384" in labels  # 500.5 → 496, 388.5 → 384
     assert "29.97 fps" in labels
     assert "5–80" in labels
-    assert module("scene_job").output_size(scene) == (496, 384)  # what the job renders
+    assert module("blender.scene_job").output_size(scene) == (496, 384)  # what the job renders
 
 
 def test_model_panel_model_hint(scene, deps):
@@ -648,7 +648,7 @@ def test_audio_panel_searches_strips(scene, deps):
 
 
 def test_audio_panel_lists_a_sound_strip(scene, deps, tmp_path):
-    compat = ext().compat
+    compat = ext().blender.compat
     if not compat.has_audio():
         pytest.skip("this bpy module is built without Audaspace")
     import wave
@@ -720,7 +720,7 @@ def test_bend_rows(scene, deps):
 def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
     catalog = ext().engine.catalog
     spec = catalog.OPERATORS[op]
-    path_of = ext().properties.bend_data_path
+    path_of = ext().blender.properties.bend_data_path
     bend = add_bend(scene, "First")
     add_bend(scene, "Second")
     scene.bend.bend_index = 0

@@ -53,9 +53,9 @@ def test_the_job_goes_where_the_output_folder_says(project, elsewhere, where):
     scene.bend.output_folder, expected = settings[where]
     _prefs().model_source = "tiny-random"
 
-    folder = ext.scene_job.output_folder(scene)
+    folder = ext.blender.scene_job.output_folder(scene)
     assert folder == expected.resolve() and folder.is_absolute() and ".." not in folder.parts
-    path = ext.scene_job.write_job(ext.scene_job.build_job(scene, _prefs()), folder)
+    path = ext.blender.scene_job.write_job(ext.blender.scene_job.build_job(scene, _prefs()), folder)
     assert path == folder / "job.json"
     # As the engine reads it: with its own parser, in the Engine Python (the 4.2/4.5 test venvs hold no torch).
     read = subprocess.run(
@@ -72,8 +72,8 @@ def test_the_job_goes_where_the_output_folder_says(project, elsewhere, where):
 
 def test_a_relative_folder_needs_a_saved_file(scene):
     scene.bend.output_folder = f"//renders {UNICODE}/"
-    with pytest.raises(blender_env.extension().scene_job.SceneJobError, match=r"Save the \.blend file first"):
-        blender_env.extension().scene_job.output_folder(scene)
+    with pytest.raises(blender_env.extension().blender.scene_job.SceneJobError, match=r"Save the \.blend file first"):
+        blender_env.extension().blender.scene_job.output_folder(scene)
 
 
 def _frames(folder, frames) -> None:
@@ -86,7 +86,7 @@ def _frames(folder, frames) -> None:
 def test_the_frame_strip_survives_make_paths_relative(project, elsewhere, where):
     """A re-render finds its strip again, whether its folder is absolute or was made ``//`` relative."""
     render = blender_env.extension().operators.render
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     scene = bpy.context.scene
     scene.frame_end = 2
     folder = (project / f"frames {UNICODE}" if where == "inside" else elsewhere).resolve()
@@ -108,7 +108,7 @@ def test_the_frame_strip_survives_make_paths_relative(project, elsewhere, where)
 def test_render_and_export_through_spaces_and_unicode(project, tmp_path):
     """A tiny render into "//../my renders/ünï 音/", a resume after Make Paths Relative, an export to such a path."""
     av = pytest.importorskip("av")
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = 32
     scene.frame_end = 2

@@ -56,7 +56,7 @@ def test_preview_shows_the_frame_keeps_the_process_warm_and_touches_no_output(be
     assert preview.shape[1] == image.size[0]
 
     # Nothing reached the Sequencer or the render output.
-    assert not [s for s in blender_env.extension().compat.all_strips(bent_scene) if s.type == "IMAGE"]
+    assert not [s for s in blender_env.extension().blender.compat.all_strips(bent_scene) if s.type == "IMAGE"]
     assert not (tmp_path / "bend").exists()
 
     assert bpy.ops.bend.preview_release() == {"FINISHED"}

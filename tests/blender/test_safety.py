@@ -33,7 +33,7 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
     """
     ext = blender_env.extension()
     frames = list(range(1, len(FEATURE) + 1))
-    ext.animation.write_keys(scene, "bend.audio.rms", frames, FEATURE)  # as a bake writes them
+    ext.blender.animation.write_keys(scene, "bend.audio.rms", frames, FEATURE)  # as a bake writes them
     bpy.ops.bend.bend_add(op="add")
     bpy.ops.bend.bend_add(op="multiply")
     driven, control = scene.bend.bends
@@ -52,7 +52,7 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
         driven, control = scene.bend.bends
         fcurve = scene.animation_data.drivers.find(f'bend.bends["{driven.name}"].param')
         assert fcurve.driver.is_simple_expression
-        rms = ext.compat.find_fcurve(scene, "bend.audio.rms")
+        rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
         for frame in (4, 1, 6, 2, 5, 3):  # out of order: each value comes from its own frame
             scene.frame_set(frame)
             assert driven.param == pytest.approx(LOW + (HIGH - LOW) * rms.evaluate(frame), abs=1e-6)
@@ -60,7 +60,7 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
         assert bpy.app.autoexec_fail  # Blender noted the refused Python driver
 
         _prefs().model_source = "tiny-random"
-        job = ext.scene_job.build_job(scene, _prefs())  # what a render reads, frame by frame
+        job = ext.blender.scene_job.build_job(scene, _prefs())  # what a render reads, frame by frame
         assert [f["bends"][driven.name] for f in job["frames"][: len(FEATURE)]] == pytest.approx(
             [LOW + (HIGH - LOW) * v for v in FEATURE], abs=1e-6
         )
@@ -86,7 +86,7 @@ class _BpyWithOnlineAccess:
     [(False, False, False), (True, False, False), (False, True, False), (True, True, True)],
 )
 def test_downloads_need_the_preference_and_online_access(scene, monkeypatch, allowed, online, download):
-    scene_job = blender_env.extension().scene_job
+    scene_job = blender_env.extension().blender.scene_job
     prefs = _prefs()
     monkeypatch.setattr(scene_job, "bpy", _BpyWithOnlineAccess(online))
     saved = prefs.allow_download, prefs.model_source
@@ -107,7 +107,10 @@ def test_blender_starts_offline():
     try:
         prefs.allow_download = True
         bpy.ops.wm.read_homefile(use_empty=True)
-        assert blender_env.extension().scene_job.build_job(bpy.context.scene, prefs)["model"]["allow_download"] is False
+        assert (
+            blender_env.extension().blender.scene_job.build_job(bpy.context.scene, prefs)["model"]["allow_download"]
+            is False
+        )
     finally:
         prefs.allow_download = False
 

@@ -17,7 +17,7 @@ import pytest
 from helpers import write_song
 
 needs_audio = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 # Reads each job with the engine's own parser and prints what it understood: per bend its op, options and selection,
@@ -48,14 +48,14 @@ def _prefs():
 
 def _build(scene) -> dict:
     _prefs().model_source = "tiny-random"
-    return ext().scene_job.build_job(scene, _prefs())
+    return ext().blender.scene_job.build_job(scene, _prefs())
 
 
 def _engine_reads(tmp_path, *documents) -> list[dict]:
     """What the engine's job parser makes of each document (it raises on any it refuses)."""
     paths = []
     for i, document in enumerate(documents):
-        paths.append(ext().scene_job.write_job(document, tmp_path / f"job{i}"))
+        paths.append(ext().blender.scene_job.write_job(document, tmp_path / f"job{i}"))
     result = subprocess.run(
         [blender_env.ENGINE_PYTHON or sys.executable, "-c", _VALIDATE, *map(str, paths)],
         cwd=blender_env.ROOT,
@@ -165,7 +165,7 @@ def test_a_keyed_vector_component_lands_in_the_job_per_frame(scene, tmp_path):
     for frame, value in ((1, 0.0), (5, 1.0), (12, -0.5)):
         bend.param_vector[2] = value
         assert bend.keyframe_insert("param_vector", index=2, frame=frame)
-    curves = [f for f in ext().compat.action_fcurves(scene) if f.data_path.endswith("param_vector")]
+    curves = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path.endswith("param_vector")]
     assert [f.array_index for f in curves] == [2]  # only that component is animated
     scene.bend.bend_index = 1
     bpy.ops.bend.bend_move(direction="UP")  # the animation stays with its bend
@@ -186,9 +186,9 @@ def test_a_non_finite_component_names_the_bend_the_frame_and_the_component(scene
     bpy.ops.bend.bend_add(op="contract")
     bend = scene.bend.bends[0]
     bend.keyframe_insert("param_vector", index=5, frame=1)
-    [fcurve] = ext().compat.action_fcurves(scene)
+    [fcurve] = ext().blender.compat.action_fcurves(scene)
     fcurve.keyframe_points[0].co = (1.0, math.nan)  # a broken key; the field itself clamps to finite numbers
-    with pytest.raises(ext().scene_job.SceneJobError, match=r"Bend 'Contract' at frame 1: m11 is nan"):
+    with pytest.raises(ext().blender.scene_job.SceneJobError, match=r"Bend 'Contract' at frame 1: m11 is nan"):
         _build(scene)
 
 
@@ -201,7 +201,7 @@ def test_duplicating_a_vector_bend_copies_each_components_keys_and_drivers(scene
     ext().operators.drive.add_feature_driver(scene, bend.name, "embed_1", 0.0, 3.0, "param_vector", 1)
     bpy.ops.bend.bend_duplicate()
     copy_path = 'bend.bends["Rotate Six.001"].param_vector'
-    keyed = [f for f in ext().compat.action_fcurves(scene) if f.data_path == copy_path]
+    keyed = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path == copy_path]
     assert [(f.array_index, [tuple(k.co) for k in f.keyframe_points]) for f in keyed] == [(4, [(1.0, 0.5), (9.0, 2.0)])]
     driven = [d for d in scene.animation_data.drivers if d.data_path == copy_path]
     assert [(d.array_index, d.driver.expression) for d in driven] == [(1, "0.0 + 3.0 * feature")]
@@ -214,7 +214,7 @@ def test_drive_from_feature_drives_one_component_of_a_vector(scene):
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=1.0, high=2.0, component=1) == {"FINISHED"}
     [driver] = scene.animation_data.drivers
     assert (driver.data_path, driver.array_index) == ('bend.bends["Clamp"].param_vector', 1)
-    ext().animation.write_keys(scene, "bend.audio.rms", [1, 2], [0.5, 0.75])  # as a bake does
+    ext().blender.animation.write_keys(scene, "bend.audio.rms", [1, 2], [0.5, 0.75])  # as a bake does
     scene.frame_set(1)
     assert scene.bend.bends[0].param_value() == pytest.approx([-1.0, 1.5])
 
@@ -231,7 +231,7 @@ def test_remove_driver_also_finds_drivers_the_ui_keyed_by_index(scene):
 def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_path):
     catalog = ext().engine.catalog
     song = write_song(tmp_path / "song.wav", seconds=2.0)
-    ext().compat.strips(scene).new_sound("song", str(song), 1, 1)
+    ext().blender.compat.strips(scene).new_sound("song", str(song), 1, 1)
     scene.frame_end = 24
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}
     bpy.ops.bend.bend_add(op="rotate_six")

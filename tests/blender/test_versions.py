@@ -87,7 +87,9 @@ def test_bake_refuses_before_anything_when_numpy_is_missing(scene, monkeypatch):
 def test_a_deprecation_warning_from_an_extension_module_is_an_error():
     """pyproject's filterwarnings: raised from ``bl_ext.*`` it fails the test, from anywhere else it stays a warning."""
     with pytest.raises(DeprecationWarning):
-        warnings.warn_explicit("old API", DeprecationWarning, "x.py", 1, module=f"{blender_env.MODULE}.audio_source")
+        warnings.warn_explicit(
+            "old API", DeprecationWarning, "x.py", 1, module=f"{blender_env.MODULE}.blender.audio_source"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.warn_explicit("old API", DeprecationWarning, "x.py", 1, module="bpy_types")
     assert [str(w.message) for w in caught] == ["old API"]
@@ -98,7 +100,7 @@ def _strip_type() -> type:
 
 
 def test_compat_reads_strip_timing_under_names_this_blender_does_not_deprecate():
-    compat = extension().compat
+    compat = extension().blender.compat
     new = ("content_start", "left_handle", "right_handle", "duration")
     old = ("frame_start", "frame_final_start", "frame_final_end", "frame_final_duration")
     props = _strip_type().bl_rna.properties
@@ -110,7 +112,7 @@ def test_compat_reads_strip_timing_under_names_this_blender_does_not_deprecate()
 
 
 def test_strip_timing_accessors(scene, tmp_path):
-    compat = extension().compat
+    compat = extension().blender.compat
     strip = compat.strips(scene).new_image("Frames", str(tmp_path / "frame_00001.png"), 2, 5)
     for i in range(2, 11):
         strip.elements.append(f"frame_{i:05d}.png")
@@ -156,7 +158,7 @@ def test_export_settings_of_a_new_scene_read_no_unset_enum(tmp_path, capfd):
 @pytest.fixture
 def board():
     shown: list[str | None] = []
-    return module("status_bar").StatusBoard(shown.append), shown
+    return module("blender.status_bar").StatusBoard(shown.append), shown
 
 
 def test_a_render_ending_keeps_a_running_preview_in_the_status_bar(board):
@@ -185,7 +187,7 @@ def test_the_status_bar_is_cleared_only_when_a_line_of_ours_was_shown(board):
 
 
 def test_model_name_for_the_status_bar(tmp_path):
-    name = module("status_bar").model_name
+    name = module("blender.status_bar").model_name
     checkpoint = tmp_path / "sd-v1-4.safetensors"
     checkpoint.touch()
     assert name(str(checkpoint)) == "sd-v1-4.safetensors"
@@ -211,7 +213,7 @@ def test_render_status_of_a_finished_job_loads_nothing(scene, tmp_path):
 
 
 def test_rendered_frames_grow_the_image_strip(scene, tmp_path):
-    compat = extension().compat
+    compat = extension().blender.compat
     session = module("operators.render").RenderSession(scene, tmp_path, None, model="tiny-random")
     session.handle({"event": "start", "frames": 3, "todo": 3, "skipped": 0})
     session.handle({"event": "loaded", "model": "x", "device": "cpu", "dtype": "float32", "seconds": 1.5})
@@ -223,9 +225,11 @@ def test_rendered_frames_grow_the_image_strip(scene, tmp_path):
     assert session.status() == "Bend: 2/3 frames (67%)"
 
 
-@pytest.mark.skipif(not extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace")
+@pytest.mark.skipif(
+    not extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+)
 def test_aud_is_imported_when_needed_so_installing_numpy_later_brings_sound(monkeypatch):
-    compat = extension().compat
+    compat = extension().blender.compat
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "aud", None)  # importing aud fails, as Debian's does without numpy
         assert not compat.has_audio() and compat.audio_unavailable()
@@ -236,6 +240,6 @@ def test_aud_is_imported_when_needed_so_installing_numpy_later_brings_sound(monk
 
 
 def test_a_missing_numpy_behind_aud_names_install_dependencies():
-    compat = extension().compat
+    compat = extension().blender.compat
     assert "Install Dependencies" in compat.why_no_aud(ImportError("numpy._core.multiarray failed to import"))
     assert compat.why_no_aud(ImportError("No module named 'aud'", name="aud")) == compat.NO_AUDASPACE

@@ -15,7 +15,7 @@ import pytest
 from helpers import write_song
 
 needs_audio = pytest.mark.skipif(
-    not blender_env.extension().compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
+    not blender_env.extension().blender.compat.has_audio(), reason="the PyPI bpy 4.2 module is built without Audaspace"
 )
 
 
@@ -36,7 +36,7 @@ def _setup_render(scene, tmp_path):
 def test_song_to_video(scene, tmp_path):
     import av
 
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     song = write_song(tmp_path / "song.wav")
     compat.strips(scene).new_sound("song", str(song), 1, 1)
     _setup_render(scene, tmp_path)
@@ -76,7 +76,7 @@ def test_song_to_video(scene, tmp_path):
 
 def test_render_into_the_vse_without_sound(scene, tmp_path):
     """What 4.2's bpy module (no audio) can run: keyframed bend, render, strip, sub-range, resume."""
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     _setup_render(scene, tmp_path)
     bend = scene.bend.bends["R1"]
     for frame, value in ((1, 0.0), (12, 3.0)):
@@ -112,7 +112,7 @@ def test_render_errors_name_the_setting(scene, tmp_path):
 
 
 def test_settings_survive_save_and_reload(scene, tmp_path):
-    compat = blender_env.extension().compat
+    compat = blender_env.extension().blender.compat
     _setup_render(scene, tmp_path)
     scene.bend.mode = "img2img"
     scene.bend.guidance = 5.5
@@ -120,7 +120,7 @@ def test_settings_survive_save_and_reload(scene, tmp_path):
     bend.place = "UNET"
     bend.unet_target = "up_blocks.1"
     blender_env.extension().operators.drive.add_feature_driver(scene, "R1", "onset", 0.5, 2.0)
-    blender_env.extension().animation.write_keys(scene, "bend.audio.rms", [1, 2, 3], [0.1, 0.5, 0.2])
+    blender_env.extension().blender.animation.write_keys(scene, "bend.audio.rms", [1, 2, 3], [0.1, 0.5, 0.2])
     path = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))

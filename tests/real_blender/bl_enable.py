@@ -60,7 +60,7 @@ def main() -> None:
         loaded and module is not None, f"{MODULE} is enabled in the preferences but did not load (see the log)"
     ):
         return
-    dependencies = sys.modules[f"{MODULE}.dependencies"]
+    dependencies = sys.modules[f"{MODULE}.blender.dependencies"]
     missing = dependencies.missing()
     checks.check("torch" in missing, f"dependencies.missing() is {missing}, expected torch among them")
     if not checks.check(hasattr(bpy.types, "BEND_OT_install_dependencies"), f"no {INSTALL} operator registered"):

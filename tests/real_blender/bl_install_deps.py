@@ -37,7 +37,7 @@ def main() -> None:
         return
     if not checks.check(bpy.app.online_access, "online access is off: run Blender with --online-mode"):
         return
-    dependencies = sys.modules[f"{MODULE}.dependencies"]
+    dependencies = sys.modules[f"{MODULE}.blender.dependencies"]
     site = Path(dependencies.site_packages()).resolve()
     preferences = bpy.context.preferences.addons[MODULE].preferences
     if os.environ.get("REAL_BLENDER_COMPUTE"):

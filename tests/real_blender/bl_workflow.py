@@ -78,7 +78,7 @@ def ffprobe_streams(video: Path) -> list[str]:
 
 def workflow(checks: Checks) -> str:
     ext = extension()
-    compat = ext.compat
+    compat = ext.blender.compat
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -114,7 +114,7 @@ def workflow(checks: Checks) -> str:
     started = time.monotonic()
     call(bpy.ops.bend.render)
     render_seconds = time.monotonic() - started
-    folder = ext.scene_job.output_folder(scene)
+    folder = ext.blender.scene_job.output_folder(scene)
     pngs = sorted(folder.glob("frame_*.png"))
     checks.check(len(pngs) == FRAMES, f"render made {len(pngs)} frames in {folder}, expected {FRAMES}")
     job = json.loads((folder / "job.json").read_text())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import dependencies
 
-EXTENSION_ROOT = Path(__file__).resolve().parent
+EXTENSION_ROOT = Path(__file__).resolve().parent.parent  # holds engine/
 EXIT_STOPPED = 130
 # How long the end of a run waits for the processes its child left behind to die after SIGKILL: a process stuck in
 # the kernel (a hung network disk) must not hang Blender, while exiting with gigabytes mapped can take seconds.

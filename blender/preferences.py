@@ -4,8 +4,9 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import vendor_setup
-from .engine.catalog import PRECISIONS
+from .. import vendor_setup
+from ..engine.catalog import PRECISIONS
+from . import EXTENSION_PACKAGE
 
 
 def _compute_items() -> list[tuple[str, str, str]]:
@@ -16,7 +17,7 @@ def _compute_items() -> list[tuple[str, str, str]]:
 
 
 class BendPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = EXTENSION_PACKAGE
 
     model_source: StringProperty(
         name="Model",
@@ -84,7 +85,7 @@ class BendPreferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context: bpy.types.Context) -> None:
-        from .panels.dependencies import draw_dependencies
+        from ..panels.dependencies import draw_dependencies
 
         layout = self.layout
         layout.prop(self, "model_source")
@@ -103,7 +104,7 @@ class BendPreferences(bpy.types.AddonPreferences):
 
 def get(context: bpy.types.Context | None = None) -> BendPreferences:
     context = context or bpy.context
-    return context.preferences.addons[__package__].preferences
+    return context.preferences.addons[EXTENSION_PACKAGE].preferences
 
 
 def register() -> None:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import bpy
 
-from . import preferences, vendor_setup
+from .. import vendor_setup
+from . import EXTENSION_PACKAGE, preferences
 
 # The import names of what vendor_setup.py installs for the engine (numpy only where Blender has none).
 ENGINE_MODULES = ("numpy", "torch", "diffusers", "transformers", "kornia", "scipy", "safetensors", "PIL")
 
 
 def site_packages() -> Path:
-    return Path(bpy.utils.extension_path_user(__package__, path="site-packages", create=True))
+    return Path(bpy.utils.extension_path_user(EXTENSION_PACKAGE, path="site-packages", create=True))
 
 
 def add_to_path() -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import bpy
 
-from . import dependencies, preferences, vendor_setup
+from .. import vendor_setup
+from . import dependencies, preferences
 from .scene_job import SceneJobError
 
 PROBE = Path(__file__).resolve().parent / "engine_probe.py"

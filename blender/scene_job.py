@@ -14,8 +14,8 @@ from pathlib import Path
 
 import bpy
 
+from ..engine.catalog import JOB_FORMAT, JOB_VERSION, OPERATORS
 from .audio_source import scene_fps
-from .engine.catalog import JOB_FORMAT, JOB_VERSION, OPERATORS
 from .properties import INDEXED_SELECTIONS, RANDOM_SELECTIONS
 
 JOB_NAME = "job.json"

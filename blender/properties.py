@@ -21,8 +21,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import animation, compat
-from .engine.catalog import (
+from ..engine.catalog import (
     FEATURE_NAMES,
     FEATURES,
     MAX_TEMPO_BPM,
@@ -35,6 +34,7 @@ from .engine.catalog import (
     SELECTIONS,
     OptionSpec,
 )
+from . import animation, compat
 
 # Labels and tooltips come from the engine's one description of each feature, so a new feature gets its property.
 FEATURE_LABELS = {name: (spec.label, f"{spec.description} ({spec.units})") for name, spec in FEATURES.items()}
