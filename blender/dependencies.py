@@ -4,7 +4,7 @@
 site-packages``), which survives extension updates. That folder is appended to ``sys.path`` on register, after
 Blender's own site-packages, so Blender's numpy always wins. With an Engine Python set (``engine_python.py``),
 renders, previews and sweeps need none of them in Blender's Python (the bake still analyses the sound there and
-asks for numpy and scipy itself: operators/bake.py).
+asks for numpy and scipy itself: ``missing_bake_modules``).
 
 The compute choices (which torch build Install Dependencies fetches, and its size) come from dependencies.toml
 through ``vendor_setup``, which is stdlib only and so cheap to import here.
@@ -24,6 +24,19 @@ from . import EXTENSION_PACKAGE, preferences
 
 # The import names of what vendor_setup.py installs for the engine (numpy only where Blender has none).
 ENGINE_MODULES = ("numpy", "torch", "diffusers", "transformers", "kornia", "scipy", "safetensors", "PIL")
+INSTALL_HINT = "Install Dependencies in Preferences > Add-ons > Diffusion Bender"
+# The bake analyses the sound in Blender's own Python. Blender may come without numpy (Debian's does); Install
+# Dependencies adds it and scipy to the extension's folder.
+BAKE_MODULES = ("numpy", "scipy")
+
+
+def missing_bake_modules() -> list[str]:
+    """What the bake needs and this Blender cannot import; found without importing anything."""
+    return [name for name in BAKE_MODULES if importlib.util.find_spec(name) is None]
+
+
+def missing_message(missing: list[str]) -> str:
+    return f"Missing {', '.join(missing)}: {INSTALL_HINT}"
 
 
 def site_packages() -> Path:

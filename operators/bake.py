@@ -6,7 +6,6 @@ sound and the settings they came from, so the markers reuse them until either ch
 """
 
 import hashlib
-import importlib.util
 import json
 import time
 from collections import Counter
@@ -17,17 +16,13 @@ import bpy
 from ..blender import compat
 from ..blender.animation import write_keys
 from ..blender.audio_source import AudioSourceError, SceneAudio, find_strip, mixdown_audio, scene_fps, strip_audio
+from ..blender.dependencies import missing_bake_modules, missing_message
 from ..engine.catalog import FEATURE_NAMES, MAX_TEMPO_BPM, MIN_TEMPO_BPM
 from ..engine.errors import AudioError
 
 # No "from __future__ import annotations": Blender reads the operator's property annotations as objects.
 if TYPE_CHECKING:  # the engine's analysis imports numpy: registration must work on a Blender without it
     from ..engine.music import MusicAnalysis
-
-INSTALL_HINT = "Install Dependencies in Preferences > Add-ons > Diffusion Bender"
-# The bake analyses the sound in Blender's own Python. Blender may come without numpy (Debian's does); Install
-# Dependencies adds it and scipy to the extension's folder.
-BAKE_MODULES = ("numpy", "scipy")
 
 MARKER_KINDS = (
     ("SECTIONS", "Sections", "A marker where each section of the song starts, the first at the scene's start"),
@@ -36,15 +31,6 @@ MARKER_KINDS = (
 )
 # Marker names: "section 1", "bar 5", "beat 17"; numbered from 1 as a musician counts.
 _MARKER_NAMES = {"SECTIONS": "section", "BARS": "bar", "BEATS": "beat"}
-
-
-def missing_bake_modules() -> list[str]:
-    """What the bake needs and this Blender cannot import; found without importing anything."""
-    return [name for name in BAKE_MODULES if importlib.util.find_spec(name) is None]
-
-
-def missing_message(missing: list[str]) -> str:
-    return f"Missing {', '.join(missing)}: {INSTALL_HINT}"
 
 
 def _read_audio(scene: bpy.types.Scene) -> SceneAudio:

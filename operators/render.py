@@ -20,10 +20,10 @@ from ..blender import compat, preferences
 from ..blender.audio_source import sound_strips
 from ..blender.engine_process import EXIT_STOPPED, EngineProcess
 from ..blender.engine_python import check_dependencies, engine_python
+from ..blender.engine_run import EngineRun, EngineSession
 from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
 from ..blender.status_bar import model_name
 from ..engine.frame_store import FrameStore, frame_file_name
-from .engine_run import EngineRun, EngineSession
 
 
 class FrameStrip:

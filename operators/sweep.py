@@ -15,9 +15,9 @@ import bpy
 from ..blender import preferences
 from ..blender.engine_process import EXIT_STOPPED, EngineProcess
 from ..blender.engine_python import check_dependencies, engine_python
+from ..blender.engine_run import EngineRun, EngineSession
 from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
 from ..engine.catalog import OPERATORS, UNET_TARGET
-from .engine_run import EngineRun, EngineSession
 
 SWEEP_FILE = "sweep.json"
 

@@ -14,7 +14,6 @@ from ..blender.audio_source import scene_fps
 from ..blender.properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS
 from ..blender.scene_job import output_size
 from ..engine.catalog import FEATURE_NAMES, OPERATORS
-from ..operators.bake import INSTALL_HINT, MARKER_KINDS, missing_bake_modules
 from .dependencies import draw_missing_notice
 
 CATEGORY = "Bend"
@@ -32,7 +31,7 @@ def _draw_install_hint(layout: bpy.types.UILayout, missing: list[str]) -> bool:
     row = col.row()
     row.alert = True
     row.label(text="Missing: " + ", ".join(missing), icon="ERROR")
-    col.label(text=INSTALL_HINT, icon="INFO")
+    col.label(text=dependencies.INSTALL_HINT, icon="INFO")
     return True
 
 
@@ -170,7 +169,7 @@ def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col.prop(bake, "tempo", text="Tempo (0: Detect)")
     col.prop(bake, "beats_per_bar")
     col.prop(bake, "beat_decay")
-    _draw_install_hint(layout, missing_bake_modules())
+    _draw_install_hint(layout, dependencies.missing_bake_modules())
     layout.operator("bend.bake_audio", text="Bake Audio", icon="FILE_SOUND")
     if bake.baked_analysis:  # the tempo the features were baked with, kept in the file
         found = f"{bake.baked_tempo:.1f} BPM" if bake.baked_tempo else "No Beat Found"
@@ -178,8 +177,10 @@ def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     # Markers at the song's sections, bars or beats, for Crossfade at Markers.
     row = layout.row(align=True)
     row.label(text="Markers", icon="MARKER_HLT")
-    for kind, label, _ in MARKER_KINDS:
-        row.operator("bend.add_music_markers", text=label).kind = kind
+    # The kinds come from the operator's own RNA: the panel draws what the verb offers.
+    kinds = bpy.ops.bend.add_music_markers.get_rna_type().properties["kind"].enum_items
+    for kind in kinds:
+        row.operator("bend.add_music_markers", text=kind.name).kind = kind.identifier
 
     # The fields show the baked F-curves' values at the current frame, in Blender's animated colours.
     box = layout.box()

@@ -11,9 +11,9 @@ import sys
 
 import bpy
 
-from ..blender.engine_process import EngineProcess
-from ..blender.scene_job import SceneJobError
-from ..blender.status_bar import BOARD
+from .engine_process import EngineProcess
+from .scene_job import SceneJobError
+from .status_bar import BOARD
 
 
 class EngineSession:
