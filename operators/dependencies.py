@@ -11,107 +11,12 @@ prints the output instead.
 """
 
 # No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
-import os
-import queue
 import subprocess
-import sys
-import threading
-from collections import deque
-from pathlib import Path
 
 import bpy
 
 from .. import vendor_setup
-from ..blender import dependencies, engine_python, preferences
-
-ROOT = Path(__file__).resolve().parent.parent  # the extension root, where vendor_setup.py lives
-VENDOR_SETUP = ROOT / "vendor_setup.py"
-LOG_LINES = 200
-ONLINE_ACCESS_HINT = "Allow Online Access in Preferences > System"
-
-_log: deque[str] = deque(maxlen=LOG_LINES)
-_state = {"running": False, "returncode": None}
-
-
-def install_log() -> list[str]:
-    """The last lines the installer printed (for panels)."""
-    return list(_log)
-
-
-def is_running() -> bool:
-    return bool(_state["running"])
-
-
-def last_returncode() -> int | None:
-    """The exit status of the last install that ran to the end, or None."""
-    return _state["returncode"]
-
-
-def online_access() -> bool:
-    """Whether the user allows Blender to go online (Preferences > System > Network)."""
-    return bool(bpy.app.online_access)
-
-
-def install_command(compute: str = "auto") -> list[str]:
-    """Blender's Python running vendor_setup.py into the extension's user site-packages, for a compute choice."""
-    return [
-        sys.executable,
-        str(VENDOR_SETUP),
-        "--target",
-        str(dependencies.site_packages()),
-        "--compute",
-        dependencies.resolve_compute(compute),
-    ]
-
-
-def install_environment() -> dict[str, str]:
-    # No user site-packages, so a package the user installed for another Python never satisfies a pin.
-    return dict(os.environ, PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
-
-
-def _start(compute: str = "auto") -> subprocess.Popen:
-    _log.clear()
-    _state["returncode"] = None
-    command = install_command(compute)
-    _log.append("$ " + " ".join(command))
-    return subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        bufsize=1,
-        env=install_environment(),
-        cwd=str(ROOT),
-    )
-
-
-def _read_lines(stream, lines: queue.Queue) -> None:
-    try:
-        for line in stream:
-            lines.put(line.rstrip("\r\n"))
-    finally:
-        lines.put(None)  # end of output
-
-
-def start_reader(process: subprocess.Popen) -> queue.Queue:
-    """A queue the child's output lines arrive on, ending with None, filled by a daemon thread."""
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    return lines
-
-
-def drain(lines: queue.Queue) -> bool:
-    """Move the lines that have arrived into the log without waiting; whether the output has ended."""
-    while True:
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            return False
-        if line is None:
-            return True
-        _log.append(line)
+from ..blender import dependencies, engine_python, installer, preferences
 
 
 class BEND_OT_install_dependencies(bpy.types.Operator):
@@ -128,11 +33,11 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return not is_running()
+        return not installer.is_running()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if not online_access():
-            self.report({"ERROR"}, f"Installing dependencies downloads packages: {ONLINE_ACCESS_HINT}")
+        if not installer.online_access():
+            self.report({"ERROR"}, f"Installing dependencies downloads packages: {installer.ONLINE_ACCESS_HINT}")
             return {"CANCELLED"}
         compute = preferences.get(context).compute
         if dependencies.compute_build(compute) is None:
@@ -147,35 +52,35 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
 
     # Background mode: no event loop to come back to.
     def _run_blocking(self, compute: str) -> set[str]:
-        _state["running"] = True
+        installer.STATE["running"] = True
         try:
-            process = _start(compute)
+            process = installer.start(compute)
         except OSError as exc:
-            _state["running"] = False
+            installer.STATE["running"] = False
             self.report({"ERROR"}, f"Could not start the installer ({exc})")
             return {"CANCELLED"}
         try:
-            print(_log[-1], flush=True)
+            print(installer.LOG[-1], flush=True)
             for line in process.stdout:
                 line = line.rstrip("\r\n")
-                _log.append(line)
+                installer.LOG.append(line)
                 print(line, flush=True)
             returncode = process.wait()
         except BaseException:  # Ctrl+C in a terminal: leave no pip running behind Blender
             process.terminate()
             raise
         finally:
-            _state["running"] = False
+            installer.STATE["running"] = False
         return self._finish(returncode)
 
     def _start_modal(self, context: bpy.types.Context, compute: str) -> set[str]:
         try:
-            self._process = _start(compute)
+            self._process = installer.start(compute)
         except OSError as exc:
             self.report({"ERROR"}, f"Could not start the installer ({exc})")
             return {"CANCELLED"}
-        _state["running"] = True
-        self._lines = start_reader(self._process)
+        installer.STATE["running"] = True
+        self._lines = installer.start_reader(self._process)
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.2, window=context.window)
         wm.modal_handler_add(self)
@@ -189,16 +94,16 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-            _log.append("cancelled")
+            installer.LOG.append("cancelled")
             self._cleanup(context)
             self.report({"WARNING"}, "Installing dependencies was cancelled; run it again to finish")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
 
-        done = drain(self._lines)
-        if _log:
-            self._status(context, f"Installing dependencies (Esc to cancel): {_log[-1][:120]}")
+        done = installer.drain(self._lines)
+        if installer.LOG:
+            self._status(context, f"Installing dependencies (Esc to cancel): {installer.LOG[-1][:120]}")
         self._redraw(context)
         if not done:
             return {"PASS_THROUGH"}
@@ -207,10 +112,10 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
         return self._finish(returncode)
 
     def _finish(self, returncode: int) -> set[str]:
-        _state["returncode"] = returncode
+        installer.STATE["returncode"] = returncode
         if returncode != 0:
             # vendor_setup.py ends with pip's own reason on one line ("Install failed: ERROR: ..."), so that is it.
-            tail = next((line for line in reversed(_log) if line.strip()), "")
+            tail = next((line for line in reversed(installer.LOG) if line.strip()), "")
             tail = tail.removeprefix(vendor_setup.FAILED_PREFIX)
             self.report({"ERROR"}, f"Installing dependencies failed (exit status {returncode}): {tail}")
             return {"CANCELLED"}
@@ -223,7 +128,7 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
         return {"FINISHED"}
 
     def _cleanup(self, context: bpy.types.Context) -> None:
-        _state["running"] = False
+        installer.STATE["running"] = False
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
@@ -244,14 +149,6 @@ class BEND_OT_install_dependencies(bpy.types.Operator):
                     area.tag_redraw()
 
 
-_checked: dict[str, engine_python.EngineCheck] = {}
-
-
-def last_check(python: str) -> "engine_python.EngineCheck | None":
-    """What the last "Check Engine Python" of this Python found (for the preferences); None if it was not checked."""
-    return _checked.get(python)
-
-
 class BEND_OT_check_engine_python(bpy.types.Operator):
     """Run the Engine Python (or Blender's own when it is empty) and list what it lacks to run the engine"""
 
@@ -262,8 +159,8 @@ class BEND_OT_check_engine_python(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         python = engine_python.engine_python(context)
         result = engine_python.check(python)
-        _checked.clear()  # only the latest check is shown
-        _checked[python] = result
+        installer.CHECKED.clear()  # only the latest check is shown
+        installer.CHECKED[python] = result
         for area in (a for w in context.window_manager.windows if w.screen for a in w.screen.areas):
             area.tag_redraw()
         if not result.usable:

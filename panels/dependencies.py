@@ -7,8 +7,7 @@ cached across draws: after "Install Dependencies" the very next redraw must tell
 
 import bpy
 
-from ..blender import dependencies, engine_python, preferences
-from ..operators import dependencies as installer
+from ..blender import dependencies, engine_python, installer, preferences
 
 INSTALL_OPERATOR = "bend.install_dependencies"
 CHECK_OPERATOR = "bend.check_engine_python"

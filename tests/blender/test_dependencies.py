@@ -23,6 +23,10 @@ def operator_module():
     return extension().operators.dependencies
 
 
+def installer():
+    return extension().blender.installer
+
+
 @pytest.fixture
 def fake_install(monkeypatch):
     """Popen replaced by a short real child that prints a few lines and exits 0; add_to_path recorded."""
@@ -35,8 +39,8 @@ def fake_install(monkeypatch):
         calls["popen"].append((list(args), kwargs))
         return real_popen([sys.executable, "-c", script], **kwargs)
 
-    monkeypatch.setattr(module.subprocess, "Popen", popen)
-    monkeypatch.setattr(module, "online_access", lambda: True)
+    monkeypatch.setattr(installer().subprocess, "Popen", popen)
+    monkeypatch.setattr(installer(), "online_access", lambda: True)
     monkeypatch.setattr(module.dependencies, "add_to_path", lambda: calls["add_to_path"].append(True))
     return calls
 
@@ -54,23 +58,21 @@ def compute():
 
 
 def test_install_command_runs_vendor_setup_into_the_user_site_packages():
-    module = operator_module()
-    command = module.install_command("rocm")
+    command = installer().install_command("rocm")
     site = extension().blender.dependencies.site_packages()
 
     assert command[0] == sys.executable
     assert Path(command[1]).resolve() == (ROOT / "vendor_setup.py").resolve()
     assert command[2:] == ["--target", str(site), "--compute", "rocm"]
     assert "extensions" in site.parts and site.name == "site-packages"
-    assert module.install_environment()["PYTHONNOUSERSITE"] == "1"
+    assert installer().install_environment()["PYTHONNOUSERSITE"] == "1"
 
 
 def test_automatic_compute_is_resolved_before_the_installer_starts(vendor_setup):
-    assert operator_module().install_command("auto")[-2:] == ["--compute", vendor_setup.default_compute()]
+    assert installer().install_command("auto")[-2:] == ["--compute", vendor_setup.default_compute()]
 
 
 def test_without_online_access_nothing_runs(monkeypatch):
-    module = operator_module()
 
     started = []
 
@@ -79,8 +81,8 @@ def test_without_online_access_nothing_runs(monkeypatch):
         started.append(args)
         raise OSError("a child process was started")
 
-    monkeypatch.setattr(module.subprocess, "Popen", popen)
-    monkeypatch.setattr(module, "online_access", lambda: False)
+    monkeypatch.setattr(installer().subprocess, "Popen", popen)
+    monkeypatch.setattr(installer(), "online_access", lambda: False)
 
     with pytest.raises(RuntimeError, match=r"Allow Online Access in Preferences > System") as error:
         bpy.ops.bend.install_dependencies()
@@ -90,24 +92,23 @@ def test_without_online_access_nothing_runs(monkeypatch):
 
 def test_online_access_reads_blenders_setting():
     # The PyPI bpy module starts with online access off, like a fresh Blender.
-    assert operator_module().online_access() is bpy.app.online_access
+    assert installer().online_access() is bpy.app.online_access
 
 
 def test_background_install_blocks_logs_and_adds_to_path(fake_install, capsys):
-    module = operator_module()
 
     assert bpy.ops.bend.install_dependencies() == {"FINISHED"}
 
     ((args, kwargs),) = fake_install["popen"]
-    assert args == module.install_command(_prefs().compute)
+    assert args == installer().install_command(_prefs().compute)
     assert kwargs["env"]["PYTHONNOUSERSITE"] == "1"
-    log = module.install_log()
+    log = installer().install_log()
     assert log[-3:] == ["Collecting torch==2.13.0", "Installing collected packages: torch", "done"]
     assert log[0].startswith("$ ")
     assert "Installing collected packages: torch" in capsys.readouterr().out
     assert fake_install["add_to_path"] == [True]
-    assert module.last_returncode() == 0
-    assert not module.is_running()
+    assert installer().last_returncode() == 0
+    assert not installer().is_running()
 
 
 def test_failed_install_reports_the_last_line(monkeypatch):
@@ -120,13 +121,13 @@ def test_failed_install_reports_the_last_line(monkeypatch):
             [sys.executable, "-c", "print('ERROR: no matching distribution'); raise SystemExit(1)"], **kwargs
         )
 
-    monkeypatch.setattr(module.subprocess, "Popen", popen)
-    monkeypatch.setattr(module, "online_access", lambda: True)
+    monkeypatch.setattr(installer().subprocess, "Popen", popen)
+    monkeypatch.setattr(installer(), "online_access", lambda: True)
     monkeypatch.setattr(module.dependencies, "add_to_path", lambda: added.append(True))
 
     with pytest.raises(RuntimeError, match="no matching distribution"):
         bpy.ops.bend.install_dependencies()
-    assert module.last_returncode() == 1
+    assert installer().last_returncode() == 1
     assert added == []
 
 
@@ -137,12 +138,12 @@ def test_log_keeps_the_last_200_lines(monkeypatch):
     def popen(args, **kwargs):
         return real_popen([sys.executable, "-c", "for i in range(500): print(i)"], **kwargs)
 
-    monkeypatch.setattr(module.subprocess, "Popen", popen)
-    monkeypatch.setattr(module, "online_access", lambda: True)
+    monkeypatch.setattr(installer().subprocess, "Popen", popen)
+    monkeypatch.setattr(installer(), "online_access", lambda: True)
     monkeypatch.setattr(module.dependencies, "add_to_path", lambda: None)
 
     bpy.ops.bend.install_dependencies()
-    log = module.install_log()
+    log = installer().install_log()
     assert len(log) == 200
     assert log[-1] == "499"
 
@@ -188,22 +189,21 @@ def test_install_target_never_leaves_numpy(vendor_setup, monkeypatch, tmp_path):
 
 def test_modal_reader_never_blocks_and_sees_every_line(monkeypatch):
     # The modal path needs a window; its reader and drain are the parts that must not block, so test them here.
-    module = operator_module()
     real_popen = subprocess.Popen
     script = "import time; print('first', flush=True); time.sleep(0.5); print('second')"
     monkeypatch.setattr(
-        module.subprocess, "Popen", lambda args, **kwargs: real_popen([sys.executable, "-c", script], **kwargs)
+        installer().subprocess, "Popen", lambda args, **kwargs: real_popen([sys.executable, "-c", script], **kwargs)
     )
 
-    process = module._start()
-    lines = module.start_reader(process)
+    process = installer().start()
+    lines = installer().start_reader(process)
     started = time.monotonic()
     drains = 0
-    while not module.drain(lines):
+    while not installer().drain(lines):
         drains += 1
         time.sleep(0.02)
     assert process.wait() == 0
-    assert module.install_log()[-2:] == ["first", "second"]
+    assert installer().install_log()[-2:] == ["first", "second"]
     assert drains > 5  # drain returned while the child was still sleeping
     assert time.monotonic() - started < 10
 
@@ -331,7 +331,7 @@ def test_a_failing_pip_ends_vendor_setup_with_its_own_reason(failing_pip, tmp_pa
 def test_a_failing_pip_is_reported_in_blender_and_in_the_log(failing_pip, monkeypatch):
     module = operator_module()
     added = []
-    monkeypatch.setattr(module, "online_access", lambda: True)
+    monkeypatch.setattr(installer(), "online_access", lambda: True)
     monkeypatch.setattr(module.dependencies, "add_to_path", lambda: added.append(True))
 
     with pytest.raises(RuntimeError) as error:
@@ -339,13 +339,13 @@ def test_a_failing_pip_is_reported_in_blender_and_in_the_log(failing_pip, monkey
     message = str(error.value)
     assert "Installing dependencies failed (exit status 1)" in message and failing_pip in message
     assert "Install failed:" not in message and "CalledProcessError" not in message
-    assert failing_pip in module.install_log()[-1]  # the preferences show the log's last lines
-    assert module.last_returncode() == 1 and added == []
+    assert failing_pip in installer().install_log()[-1]  # the preferences show the log's last lines
+    assert installer().last_returncode() == 1 and added == []
 
 
 def test_the_preferences_show_the_choice_and_its_size_before_installing(scene, compute, monkeypatch):
     panel = extension().panels.dependencies
-    monkeypatch.setattr(operator_module(), "online_access", lambda: True)
+    monkeypatch.setattr(installer(), "online_access", lambda: True)
     monkeypatch.setattr(extension().vendor_setup, "this_os", lambda: "linux")
     for choice in ("cuda", "cpu", "rocm"):
         compute.compute = choice

@@ -327,7 +327,7 @@ def deps(monkeypatch):
     """Control what the dependency check and the online flag report."""
     state = types.SimpleNamespace(missing=[], online=True, running=False, returncode=None, log=[])
     monkeypatch.setattr(module("blender.dependencies"), "missing", lambda: list(state.missing))
-    installer = module("operators.dependencies")
+    installer = module("blender.installer")
     monkeypatch.setattr(installer, "online_access", lambda: state.online)
     monkeypatch.setattr(installer, "is_running", lambda: state.running)
     monkeypatch.setattr(installer, "last_returncode", lambda: state.returncode)

@@ -163,7 +163,7 @@ def test_the_target_install_asks_pip_for_exactly_the_pins(vendor_setup, monkeypa
 
 def test_install_dependencies_refuses_with_blenders_own_online_access_off(monkeypatch):
     """test_dependencies.py stubs online_access(); here the real flag, as a fresh Blender has it, must refuse."""
-    module = blender_env.extension().operators.dependencies
+    module = blender_env.extension().blender.installer
     started = []
     monkeypatch.setattr(module.subprocess, "Popen", lambda *a, **k: started.append(a))
     assert bpy.app.online_access is False
