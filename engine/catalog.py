@@ -437,7 +437,8 @@ SELECTIONS = ("all", "channel", "row", "column", "random", "random_channels", "r
 SELECTION_KINDS = SELECTIONS  # every kind a job may name; the Blender side offers them all
 
 UNET_TARGET = re.compile(r"^(conv_in|mid_block|conv_out|down_blocks\.\d+|up_blocks\.\d+)$")
-# The targets of a Stable Diffusion 1.x/2.x U-Net (four down and four up blocks), for menus.
+# The targets of a Stable Diffusion 1.x/2.x U-Net (four down and four up blocks), for menus. Each family names its
+# own (``engine.families.FAMILIES[name].unet_targets``: SDXL has three down and three up blocks).
 SD_UNET_TARGETS = (
     "conv_in",
     *(f"down_blocks.{i}" for i in range(4)),
@@ -445,6 +446,8 @@ SD_UNET_TARGETS = (
     *(f"up_blocks.{i}" for i in range(4)),
     "conv_out",
 )
+# The model families a job may name (``model.family``), as in ``engine.families.FAMILIES``; "auto" detects one.
+FAMILY_NAMES = ("sd1", "sd2", "sd2-v", "sdxl-turbo", "sdxl-lightning", "sdxl")
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,14 @@ A model source is one of:
 
 * ``tiny-random``: the built-in toy pipeline (see ``tiny_random.py``), for tests and demos;
 * a diffusers folder (it holds ``model_index.json``);
-* a single-file checkpoint in the original Stable Diffusion (LDM) layout, loaded with the SD 1.x config shipped in
-  ``model_configs/sd-v1`` and CLIP's tokenizer built from the BPE merges shipped there, so no network is needed;
+* a single-file checkpoint in the original Stable Diffusion (LDM) layout, its family detected from its keys and
+  loaded with that family's config shipped in ``model_configs/`` and CLIP's tokenizer built from the BPE merges
+  shipped there, so no network is needed;
 * a Hugging Face repo id (``owner/name``), read from the local cache (``HF_HUB_CACHE`` / ``HF_HOME``); it is
   downloaded only when it is not cached and the job allows downloads.
+
+Which family a model is (SD 1.x, SD 2.x, SDXL and its variants) and how each loads is in ``families/``; this
+module finds the model, checks its files and places the loaded components.
 
 Pickle-based files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run code when loaded, so they load only with
 ``trust_pickle``; by default only safetensors weights are read, and a folder whose weights are pickles is refused
@@ -17,7 +21,6 @@ before any file in it is opened. Whatever goes wrong while loading is raised as 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import stat
 from dataclasses import dataclass
@@ -28,15 +31,27 @@ import torch
 
 from .catalog import SCHEDULER_ALIASES, TINY_RANDOM, TOY_SHAPES
 from .errors import ModelError
+from .families import (
+    AUTO,
+    FAMILIES,
+    Family,
+    family_named,
+    family_of_checkpoint,
+    family_of_folder,
+    read_checkpoint_info,
+    read_folder_info,
+)
+from .families.base import CLIP_BPE_FILE, clip_tokenizer
 from .files import kind_of
 from .tiny_random import build_tiny_components
+
+__all__ = ["CLIP_BPE_FILE", "Model", "clip_tokenizer", "load_components", "load_model"]
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SINGLE_FILE_CONFIG = Path(__file__).resolve().parent / "model_configs" / "sd-v1"
 # ``toy-shapes``: the project's own small trained model, a diffusers folder shipped beside the engine.
 TOY_SHAPES_FOLDER = Path(__file__).resolve().parent.parent / "models" / "toy-shapes"
-# CLIP's BPE merges (MIT, see model_configs/README.md); a config folder that holds this file gets CLIP's tokenizer.
-CLIP_BPE_FILE = Path("tokenizer") / "bpe_simple_vocab_16e6.txt.gz"
+# The weighted components every family has (SDXL adds text_encoder_2): checked before the family is known
 WEIGHTED_COMPONENTS = ("text_encoder", "unet", "vae")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -54,6 +69,9 @@ class Model:
     scheduler: Any
     device: torch.device
     dtype: torch.dtype
+    family: Family = FAMILIES["sd1"]
+    tokenizer_2: Any = None  # SDXL's second (OpenCLIP) tokenizer and text encoder
+    text_encoder_2: torch.nn.Module | None = None
 
     @property
     def vae_scale_factor(self) -> int:
@@ -130,18 +148,14 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 def make_scheduler(name: str, base_config: Any) -> Any:
     """A diffusers scheduler by alias or class name, configured from the model's own scheduler config."""
-    import diffusers
+    from diffusers import schedulers  # a lazy package: only the named scheduler's module is imported
 
     class_name = SCHEDULER_ALIASES.get(name.lower(), name)
-    scheduler_class = getattr(diffusers, class_name, None)
+    scheduler_class = getattr(schedulers, class_name, None)
     if scheduler_class is None or not class_name.endswith("Scheduler"):
         aliases = ", ".join(SCHEDULER_ALIASES)
         raise ModelError(f"model.scheduler: unknown scheduler {name!r}; use one of {aliases} or a diffusers class name")
     return scheduler_class.from_config(base_config)
-
-
-def _pipeline_components(pipe: Any) -> dict[str, Any]:
-    return {key: getattr(pipe, key) for key in ("tokenizer", "text_encoder", "unet", "vae", "scheduler")}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -149,25 +163,6 @@ def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def clip_tokenizer(bpe_file: Path = SINGLE_FILE_CONFIG / CLIP_BPE_FILE) -> Any:
-    """CLIP's tokenizer (SD 1.x's), built from CLIP's BPE merges file the way CLIP's ``SimpleTokenizer`` builds it.
-
-    The vocabulary is the 256 byte-level symbols, the same with the end-of-word mark ``</w>``, one entry per merge,
-    then ``<|startoftext|>`` and ``<|endoftext|>``: 49408 entries.
-    """
-    from transformers import CLIPTokenizer
-
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    # GPT-2/CLIP byte-to-unicode table: printable bytes stand for themselves, the others map to 256, 257, ...
-    others = [b for b in range(256) if b not in printable]
-    symbols = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
-    lines = gzip.decompress(bpe_file.read_bytes()).decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, model_max_length=77)
 
 
 def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -178,9 +173,11 @@ def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return safe, pickled
 
 
-def _check_folder_weights(folder: Path, label: str, trust_pickle: bool) -> None:
+def _check_folder_weights(
+    folder: Path, label: str, trust_pickle: bool, keys: tuple[str, ...] = WEIGHTED_COMPONENTS
+) -> None:
     """Refuse a folder whose weights are missing or, without ``trust_pickle``, only pickles: before opening any."""
-    for key in WEIGHTED_COMPONENTS:
+    for key in keys:
         safe, pickled = _weight_files(folder / key)
         for weights in (*safe, *pickled):  # a FIFO or device would block or never end when the loader reads it
             _check_regular(weights, f"{label} {key}/{weights.name}")
@@ -194,39 +191,40 @@ def _check_folder_weights(folder: Path, label: str, trust_pickle: bool) -> None:
             )
 
 
-def _check_complete(components: dict[str, Any], label: str) -> None:
+def _check_complete(components: dict[str, Any], label: str, family: Family) -> None:
     """Every weight must have been loaded: loaders leave the ones a checkpoint lacks on the meta device."""
-    for key in WEIGHTED_COMPONENTS:
+    for key in family.weighted:
         module = components[key]
         tensors = [*module.named_parameters(), *module.named_buffers()]
         missing = [name for name, tensor in tensors if tensor.is_meta]
         if missing:
             raise ModelError(
                 f"model.source: {label} lacks {len(missing)} {key} weights (such as {missing[0]}); "
-                "it is not a complete Stable Diffusion 1.x model"
+                f"it is not a complete {family.label} model"
             )
 
 
-def _load_folder(folder: Path, dtype: torch.dtype, trust_pickle: bool, label: str | None = None) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline
-
+def _load_folder(
+    folder: Path,
+    dtype: torch.dtype,
+    trust_pickle: bool,
+    label: str | None = None,
+    family: str = AUTO,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """A diffusers folder of any family; ``name`` (a repo id) helps tell a family's variants apart."""
     label = label or repr(str(folder))
     _check_folder_weights(folder, label, trust_pickle)
+    chosen = family_of_folder(read_folder_info(folder, name), label) if family == AUTO else family_named(family)
+    _check_folder_weights(
+        folder, label, trust_pickle, tuple(k for k in chosen.weighted if k not in WEIGHTED_COMPONENTS)
+    )
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder),
-            dtype=dtype,
-            local_files_only=True,
-            use_safetensors=None if trust_pickle else True,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        components = chosen.load_folder(folder, dtype, use_safetensors=None if trust_pickle else True)
     except Exception as exc:  # diffusers and transformers raise many types; the user needs one line
-        raise ModelError(f"model.source: could not load {label} as a Stable Diffusion model: {_one_line(exc)}") from exc
-    components = _pipeline_components(pipe)
-    _check_complete(components, label)
-    return components
+        raise ModelError(f"model.source: could not load {label} as a {chosen.label} model: {_one_line(exc)}") from exc
+    _check_complete(components, label, chosen)
+    return {**components, "family": chosen}
 
 
 def _check_regular(path: Path, label: str) -> None:
@@ -239,58 +237,24 @@ def _check_regular(path: Path, label: str) -> None:
         raise ModelError(f"model.source: {label} is {kind_of(mode)}, not a weight file; replace it with the file")
 
 
-def _check_single_file_keys(path: Path) -> None:
-    """Read a safetensors header (not its weights) and refuse what is not an SD 1.x checkpoint, with a clear reason."""
-    from safetensors import safe_open
-
+def _load_single_file(path: Path, dtype: torch.dtype, config: Path | None = None, family: str = AUTO) -> dict[str, Any]:
+    """Load an original-layout checkpoint: its family from its keys (or ``family``), its config from ``config`` or
+    the family's shipped folder, all offline."""
+    if family != AUTO:
+        chosen = family_named(family)
+    elif path.suffix.lower() == ".safetensors":
+        chosen = family_of_checkpoint(read_checkpoint_info(path))
+    else:  # a trusted pickle: its keys are only known once unpickled, so it is SD 1.x unless the job names it
+        chosen = FAMILIES["sd1"]
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-    except Exception as exc:
-        raise ModelError(f"model.source: {path.name} is not a readable .safetensors file: {_one_line(exc)}") from exc
-    if any(k.startswith("conditioner.embedders.") for k in keys):
-        raise ModelError(f"model.source: {path.name} is a Stable Diffusion XL checkpoint; single files must be SD 1.x")
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        raise ModelError(
-            f"model.source: {path.name} is a Stable Diffusion 2.x checkpoint; single files must be SD 1.x "
-            "(use its diffusers folder instead)"
-        )
-    if not any(k.startswith("model.diffusion_model.") for k in keys):
-        raise ModelError(
-            f"model.source: {path.name} is not a Stable Diffusion checkpoint (no model.diffusion_model.* weights)"
-        )
-
-
-def _load_single_file(path: Path, dtype: torch.dtype, config: Path = SINGLE_FILE_CONFIG) -> dict[str, Any]:
-    """Load an original-layout checkpoint with the diffusers-format config folder ``config``, all offline."""
-    from diffusers import StableDiffusionPipeline
-
-    if path.suffix.lower() == ".safetensors":
-        _check_single_file_keys(path)
-    overrides = {}
-    if (config / CLIP_BPE_FILE).is_file():  # the shipped config: CLIP's tokenizer is built, not read from files
-        overrides["tokenizer"] = clip_tokenizer(config / CLIP_BPE_FILE)
-    try:
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(path),
-            config=str(config),
-            local_files_only=True,
-            dtype=dtype,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            **overrides,
-        )
+        components = chosen.load_single_file(path, dtype, config or chosen.config_path)
     except Exception as exc:  # diffusers and transformers raise many types; the user needs one line
         reason = _one_line(exc)
         if "meta tensor" in reason:  # weights the file lacks stay on the meta device, and moving them fails
             reason = "some of its weights are missing"
-        raise ModelError(
-            f"model.source: could not load {path.name} as a Stable Diffusion 1.x checkpoint: {reason}"
-        ) from exc
-    components = _pipeline_components(pipe)
-    _check_complete(components, path.name)
-    return components
+        raise ModelError(f"model.source: could not load {path.name} as a {chosen.label} checkpoint: {reason}") from exc
+    _check_complete(components, path.name, chosen)
+    return {**components, "family": chosen}
 
 
 def _cached_repo_folder(repo_id: str) -> Path | None:
@@ -308,25 +272,27 @@ def _cached_repo_folder(repo_id: str) -> Path | None:
     return folder
 
 
-def _load_repo(repo_id: str, dtype: torch.dtype, allow_download: bool, trust_pickle: bool) -> dict[str, Any]:
-    from diffusers import StableDiffusionPipeline
+def _load_repo(
+    repo_id: str, dtype: torch.dtype, allow_download: bool, trust_pickle: bool, family: str = AUTO
+) -> dict[str, Any]:
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
     folder = _cached_repo_folder(repo_id)
     if folder is None and not allow_download:
         raise ModelError(
             f"model.source: {repo_id!r} is not a folder, a file, or a model in the local Hugging Face cache. "
-            f"Download it once (huggingface-cli download {repo_id}) or allow downloads (model.allow_download)"
+            f"Download it once (hf download {repo_id}) or allow downloads (model.allow_download)"
         )
     if folder is None:
         try:
             folder = Path(
-                StableDiffusionPipeline.download(
+                DiffusionPipeline.download(
                     repo_id, use_safetensors=None if trust_pickle else True, safety_checker=None, feature_extractor=None
                 )
             )
         except Exception as exc:
             raise ModelError(f"model.source: could not download {repo_id!r}: {_one_line(exc)}") from exc
-    return _load_folder(folder, dtype, trust_pickle, label=repr(repo_id))
+    return _load_folder(folder, dtype, trust_pickle, label=repr(repo_id), family=family, name=repo_id)
 
 
 def is_repo_id(source: str) -> bool:
@@ -341,21 +307,25 @@ def load_components(
     allow_download: bool,
     trust_pickle: bool,
     single_file_config: Path | None = None,
+    family: str = AUTO,
 ) -> dict[str, Any]:
-    """Load the five components named by ``source``, in ``dtype``, on the CPU.
+    """Load the components named by ``source``, in ``dtype``, on the CPU, with their ``family``.
 
-    ``single_file_config`` replaces the shipped SD 1.x config folder for single-file checkpoints (tests use it to
-    load small models).
+    ``family`` names the family instead of detecting it (``model.family``). ``single_file_config`` replaces the
+    family's shipped config folder for single-file checkpoints (tests use it to load small models).
     """
+    if family != AUTO:
+        family_named(family)  # an unknown name is refused before anything loads
     if source == TINY_RANDOM:
-        return build_tiny_components()
+        return {**build_tiny_components(), "family": FAMILIES["sd1"]}
     if source == TOY_SHAPES:
         if not (TOY_SHAPES_FOLDER / "model_index.json").is_file():
             raise ModelError(
                 f"model.source: toy-shapes is missing from {TOY_SHAPES_FOLDER}; retrain it with "
                 "scripts/toy_model/train.py or use tiny-random"
             )
-        return _load_folder(TOY_SHAPES_FOLDER, dtype, trust_pickle=False, label="toy-shapes")
+        toy_family = "sd1" if family == AUTO else family  # the project's own SD 1.x-architecture model
+        return _load_folder(TOY_SHAPES_FOLDER, dtype, trust_pickle=False, label="toy-shapes", family=toy_family)
     if not source.strip():
         raise ModelError(
             "model.source: no model given; give a diffusers folder, a .safetensors file, a Hugging Face repo id "
@@ -371,7 +341,7 @@ def load_components(
     if path.is_dir():
         if not (path / "model_index.json").exists():
             raise ModelError(f"model.source: {source!r} is a folder but not a diffusers model (no model_index.json)")
-        return _load_folder(path, dtype, trust_pickle)
+        return _load_folder(path, dtype, trust_pickle, family=family)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in PICKLE_SUFFIXES and not trust_pickle:
@@ -381,13 +351,13 @@ def load_components(
             )
         if suffix != ".safetensors" and suffix not in PICKLE_SUFFIXES:
             raise ModelError(f"model.source: {path.name} is not a .safetensors checkpoint or a diffusers folder")
-        return _load_single_file(path, dtype, single_file_config or SINGLE_FILE_CONFIG)
+        return _load_single_file(path, dtype, single_file_config, family)
     if not is_repo_id(source) or path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
         raise ModelError(
             f"model.source: {source!r} does not exist; give a diffusers folder, a .safetensors file, "
             "a Hugging Face repo id (owner/name), or tiny-random"
         )
-    return _load_repo(source, dtype, allow_download, trust_pickle)
+    return _load_repo(source, dtype, allow_download, trust_pickle, family)
 
 
 MEMORY_MODES = ("normal", "low")
@@ -405,6 +375,8 @@ def load_model(
     trust_pickle: bool = False,
     memory: str = "normal",
     compile_unet: bool = False,
+    family: str = AUTO,
+    config: str = "",
 ) -> Model:
     """Load a model and place it for fast inference.
 
@@ -413,17 +385,31 @@ def load_model(
     * ``memory="low"``, for small GPUs: sliced attention, tiled VAE, and model CPU offload (each component moves
       to the GPU only while it runs).
     * ``compile_unet``: ``torch.compile`` the U-Net in place (opt-in: the first frames pay the compile time).
+    * A VAE whose config asks for it (``force_upcast``: SDXL's overflows in half precision) stays in fp32.
+    * ``family`` names the model's family instead of detecting it; ``config`` is a diffusers config folder for a
+      single-file checkpoint whose architecture differs from its family's shipped config.
     """
     if memory not in MEMORY_MODES:
         raise ModelError(f"model.memory: unknown memory mode {memory!r}; use {' or '.join(MEMORY_MODES)}")
     target = pick_device(device)
     dtype = pick_dtype(precision, target)
-    components = load_components(source, dtype, allow_download, trust_pickle)
+    config_folder = None
+    if config:
+        config_folder = Path(os.path.expanduser(config))
+        if not (config_folder / "model_index.json").is_file():
+            raise ModelError(f"model.config: {config!r} is not a diffusers config folder (no model_index.json)")
+    components = load_components(
+        source, dtype, allow_download, trust_pickle, single_file_config=config_folder, family=family
+    )
+    chosen: Family = components["family"]
     offload = memory == "low" and target.type == "cuda"
-    for key in WEIGHTED_COMPONENTS:
+    for key in chosen.weighted:
         module = components[key] if offload else components[key].to(device=target)
-        if module.dtype != dtype:  # loaders already honour torch_dtype; only the built-in model needs a cast
-            module = module.to(dtype=dtype)
+        wanted = dtype
+        if key == "vae" and dtype == torch.float16 and module.config.get("force_upcast", False):
+            wanted = torch.float32
+        if module.dtype != wanted:  # loaders already honour torch_dtype; only the built-in model needs a cast
+            module = module.to(dtype=wanted)
         if target.type == "cuda" and key != "text_encoder":
             module = module.to(memory_format=torch.channels_last)
         module.eval().requires_grad_(False)
@@ -432,19 +418,19 @@ def load_model(
         components["unet"].set_attention_slice("auto")
         components["vae"].enable_tiling()
     if offload:
-        _offload_to_cpu(components, target)
+        _offload_to_cpu(components, target, chosen.weighted)
     if compile_unet:
         components["unet"].compile()
     components["scheduler"] = make_scheduler(scheduler, components["scheduler"].config)
     return Model(source=source, device=target, dtype=dtype, **components)
 
 
-def _offload_to_cpu(components: dict[str, Any], device: torch.device) -> None:
+def _offload_to_cpu(components: dict[str, Any], device: torch.device, keys: tuple[str, ...]) -> None:
     """Keep weights on the CPU and move each component to ``device`` while it runs (accelerate's hooks)."""
     from accelerate import cpu_offload_with_hook
 
     hook = None
-    for key in WEIGHTED_COMPONENTS:
+    for key in keys:
         _, hook = cpu_offload_with_hook(components[key], device, prev_module_hook=hook)
 
 

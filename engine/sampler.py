@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from .bends import ParamBatch
+from .conditioning import Conditioning
 from .errors import RenderCancelled
+from .families.base import guidance_embedding  # noqa: F401  (re-exported: its home before families)
 from .models import Model
 from .stack import BendStack, HookState
 
@@ -23,23 +25,6 @@ StepCallback = Callable[[int, int], None]
 # Samples per VAE decode call: batched, but bounded, because the decoder's full-resolution activations dominate
 # memory at large batch sizes.
 DECODE_CHUNK = 8
-
-
-def guidance_embedding(scale: float, dim: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
-    """The sinusoidal embedding of ``scale`` that guidance-distilled (LCM) U-Nets take as ``timestep_cond``.
-
-    It must match the embedding those models were trained with: w = 1000·(scale − 1), geometric frequencies
-    from 1 to 1/10000 over half the dimensions, sines then cosines.
-    """
-    # Same operations in the same order as training: at angles of thousands of radians, float32 rounding shows.
-    half = dim // 2
-    step = torch.log(torch.tensor(10000.0)) / (half - 1)
-    frequencies = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
-    angles = (torch.tensor([scale - 1.0]) * 1000.0)[:, None] * frequencies[None, :]
-    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[0]
-    if dim % 2:
-        embedding = torch.nn.functional.pad(embedding, (0, 1))
-    return embedding.to(dtype).expand(batch, -1)
 
 
 class BentSampler:
@@ -52,7 +37,7 @@ class BentSampler:
         *,
         steps: int,
         guidance: float,
-        uncond: torch.Tensor,
+        uncond: Conditioning | torch.Tensor,
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -60,7 +45,7 @@ class BentSampler:
         self.stack = stack
         self.steps = steps
         self.guidance = guidance
-        self.uncond = uncond
+        self.uncond = uncond  # as given: callers (and tests) read it back
         self.on_step = on_step
         self.should_stop = should_stop
         self._hook_state = HookState()
@@ -75,7 +60,7 @@ class BentSampler:
         return self.guidance > 1.0 and self._guidance_dim is None
 
     def txt2img(
-        self, noise: torch.Tensor, cond: torch.Tensor, params: Mapping[str, ParamBatch], seed: int
+        self, noise: torch.Tensor, cond: Conditioning | torch.Tensor, params: Mapping[str, ParamBatch], seed: int
     ) -> torch.Tensor:
         """Denoise a batch of initial noise ``(B, C, h, w)`` under per-sample conditions; returns final latents."""
         scheduler = self.model.scheduler
@@ -86,7 +71,7 @@ class BentSampler:
     def img2img(
         self,
         image_latents: torch.Tensor,
-        cond: torch.Tensor,
+        cond: Conditioning | torch.Tensor,
         params: Mapping[str, ParamBatch],
         strength: float,
         seed: int,
@@ -99,7 +84,7 @@ class BentSampler:
         timesteps = scheduler.timesteps[start:]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(start)
-        x = image_latents
+        x = image_latents.to(self.model.device, self.model.dtype)  # a VAE kept in fp32 gives fp32 latents
         if steps_run > 0:
             generator = torch.Generator(device="cpu").manual_seed(seed)
             noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
@@ -110,26 +95,32 @@ class BentSampler:
         self,
         x: torch.Tensor,
         timesteps: torch.Tensor,
-        cond: torch.Tensor,
+        cond: Conditioning | torch.Tensor,
         params: Mapping[str, ParamBatch],
         seed: int,
     ) -> torch.Tensor:
         model, scheduler, stack = self.model, self.model.scheduler, self.stack
         steps_run = len(timesteps)
-        cond = cond.to(model.device, model.dtype)
+        cond = Conditioning.of(cond).to(model.device, model.dtype)
         if self.uses_guidance:
-            uncond = self.uncond.to(model.device, model.dtype).expand(x.shape[0], -1, -1)
-            embeddings = torch.cat([uncond, cond])
+            uncond = Conditioning.of(self.uncond).to(model.device, model.dtype)
+            embeddings = Conditioning.cat([uncond.expand(x.shape[0]), cond])
         else:
             embeddings = cond
         step_kwargs = dict(self._step_kwargs)
         if self._step_takes_generator:
             step_kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
-        unet_kwargs = {}
-        if self._guidance_dim is not None:
-            unet_kwargs["timestep_cond"] = guidance_embedding(
-                self.guidance, self._guidance_dim, x.shape[0], model.dtype
-            ).to(model.device)
+        # The family's per-step U-Net arguments (cross-attention states; SDXL's pooled embeddings and time ids;
+        # an LCM U-Net's guidance embedding), the same at every step
+        factor = model.vae_scale_factor
+        unet_kwargs = model.family.unet_kwargs(
+            model,
+            embeddings,
+            len(embeddings),
+            height=x.shape[-2] * factor,
+            width=x.shape[-1] * factor,
+            guidance=self.guidance,
+        )
         self._hook_state.params = params
         with torch.inference_mode(), stack.unet_hooks(model.unet, self._hook_state):
             for step, t in enumerate(timesteps):
@@ -139,7 +130,7 @@ class BentSampler:
                 x_in = torch.cat([x, x]) if self.uses_guidance else x
                 x_in = scheduler.scale_model_input(x_in, t)
                 self._hook_state.step = step
-                eps = model.unet(x_in, t, encoder_hidden_states=embeddings, **unet_kwargs).sample
+                eps = model.unet(x_in, t, **unet_kwargs).sample
                 if self.uses_guidance:
                     eps_uncond, eps_cond = eps.chunk(2)
                     eps = eps_uncond + self.guidance * (eps_cond - eps_uncond)

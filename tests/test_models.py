@@ -206,7 +206,7 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
 
 
 def cache_repo(cache: Path, repo_id: str, folder: Path, pattern: str = "*") -> None:
-    """Lay ``folder`` out as ``huggingface-cli download repo_id`` would: a snapshot named by commit, ``refs/main``."""
+    """Lay ``folder`` out as ``hf download repo_id`` would: a snapshot named by commit, ``refs/main``."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / commit
@@ -226,7 +226,7 @@ def test_repo_id_loads_from_the_local_cache(hf_cache, tiny_folder, tiny):
 
 
 def test_repo_not_in_the_cache_says_how_to_get_it(hf_cache):
-    model_error(r"huggingface-cli download owner/missing.*model\.allow_download", "owner/missing")
+    model_error(r"hf download owner/missing.*model\.allow_download", "owner/missing")
 
 
 def test_failed_download_is_one_line(hf_cache):
@@ -236,7 +236,7 @@ def test_failed_download_is_one_line(hf_cache):
 
 def test_repo_with_only_configs_cached_counts_as_missing(hf_cache, tiny_folder):
     cache_repo(hf_cache, "owner/configs", tiny_folder, pattern="*.json")
-    model_error(r"huggingface-cli download owner/configs", "owner/configs")
+    model_error(r"hf download owner/configs", "owner/configs")
 
 
 # --- pickles: refused unless trusted, and never run when refused ---------------------------------------------------
