@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PINS_FILE = ROOT / "dependencies.toml"
 STAMP_NAME = ".diffusion-bender-pins"
-GROUPS = ("engine", "host", "dev")
+GROUPS = ("engine", "host", "dev", "dev-engine")
+DEV_ENGINE = "dev-engine"
 TEST_BLENDERS = "test-blenders"
 TARGET_NUMPY = "target-numpy"
 COMPUTE = "compute"
@@ -247,9 +248,11 @@ def venv_requirements(pins: dict[str, dict[str, str]], host_overrides: dict[str,
     Blender's own process imports."""
     host = dict(pins["host"], **host_overrides)
     engine = pins["engine"]
+    groups = GROUPS
     if "bpy" in host_overrides:
         engine = {name: version for name, version in engine.items() if name in BLENDER_PROCESS_ENGINE}
-    return requirements({**pins, "engine": engine, "host": host}, GROUPS)
+        groups = tuple(group for group in GROUPS if group != DEV_ENGINE)  # they would bring torch
+    return requirements({**pins, "engine": engine, "host": host}, groups)
 
 
 def install_venv(venv_dir: Path, pins: dict[str, dict[str, str]], host_overrides: dict[str, str]) -> None:

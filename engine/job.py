@@ -18,12 +18,12 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .bends import Bend, check_params, validate_bend
-from .catalog import JOB_FORMAT, JOB_VERSION, MODES, OPERATORS, PRECISIONS, UNET_TARGET
+from .catalog import FAMILY_NAMES, JOB_FORMAT, JOB_VERSION, MODES, OPERATORS, PRECISIONS, UNET_TARGET
 from .errors import BendError, EngineError, JobError
 from .files import read_regular
 from .limits import (
@@ -46,6 +46,7 @@ from .limits import (
     MAX_STEPS,
     MAX_TEXT_CHARS,
 )
+from .lora import MAX_LORA_WEIGHT, MAX_LORAS, LoraError, LoraSpec, check_lora_file, file_identity
 from .noise import NOISE_MODES, default_phases
 from .selection import Selection
 from .stack import NONFINITE_MODES, PlacedBend, Placement
@@ -66,6 +67,10 @@ class ModelSpec:
     memory: str = "normal"
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0: automatic (see models.pick_threads)
+    family: str = "auto"  # the model family (families.FAMILIES), or auto: detected from the model's files
+    # A diffusers config folder for a single-file checkpoint whose architecture is not its family's shipped one
+    # (as the source: a path, "~" expanded); "" uses the family's folder in engine/model_configs/
+    config: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class FrameSpec:
     phase: float
     strength: float
     params: Mapping[str, float | tuple[float, ...]]  # a tuple for an operator with a vector parameter
+    loras: Mapping[str, float] = field(default_factory=dict)  # each of the job's LoRAs' weight at this frame
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Job:
     fps: float | None = None  # informational: the video's frame rate, for tools that assemble the frames
     nonfinite: str = "error"  # what a NaN or inf after a bend does: "error" or "clamp" (see stack.py)
     noise_mode: str = "paper"  # the initial-noise walk: the paper's, or the authors' DAFx code's (see noise.py)
+    loras: tuple[LoraSpec, ...] = ()  # LoRA files, each with a weight per frame (FrameSpec.loras; see lora.py)
 
     def frame_seed(self, index: int) -> int:
         """The paper's seeds: the noise seed for every text-to-image frame, seed + i for img2img frame i."""
@@ -109,6 +116,10 @@ class Job:
         """Everything global that determines the pixels (not the output place, batch size or device)."""
         return {
             "model": [self.model.source, self.model.precision, self.model.scheduler],
+            # A named family can change the pixels (a variant's scheduler spacing); auto stays out, so renders made
+            # before families existed keep their hashes
+            **({"family": self.model.family} if self.model.family != "auto" else {}),
+            **({"model_config": self.model.config} if self.model.config else {}),
             "mode": self.mode,
             "size": [self.width, self.height],
             "steps": self.steps,
@@ -125,6 +136,12 @@ class Job:
             **({"nonfinite": self.nonfinite} if self.nonfinite != "error" else {}),
             # Likewise the default noise mode stays out of the recipe, so existing renders keep their hashes
             **({"noise_mode": self.noise_mode} if self.noise_mode != "paper" else {}),
+            # A LoRA by its content, not its path: a changed file re-renders, a moved or copied one does not
+            **(
+                {"loras": [[s.name, file_identity(s.path, f"loras[{i}].path")] for i, s in enumerate(self.loras)]}
+                if self.loras
+                else {}
+            ),
         }
 
     def frame_hashes(self) -> list[str]:
@@ -153,6 +170,7 @@ def frame_record(frame: FrameSpec) -> dict[str, Any]:
         "phase": frame.phase,
         "strength": frame.strength,
         "bends": dict(sorted(frame.params.items())),
+        **({"loras": dict(sorted(frame.loras.items()))} if frame.loras else {}),  # absent: earlier hashes hold
     }
 
 
@@ -292,6 +310,8 @@ def _parse_model(fields: _Fields) -> ModelSpec:
         threads=fields.get(
             "threads", "int", 0, lambda v: None if 0 <= v <= MAX_THREADS else f"must be 0 (automatic) to {MAX_THREADS}"
         ),
+        family=fields.get("family", "str", "auto", _one_of(("auto", *FAMILY_NAMES))),
+        config=fields.get("config", "str", ""),
     )
     fields.finish()
     return spec
@@ -352,7 +372,12 @@ def _parse_placement(fields: _Fields) -> Placement:
 
 
 def _parse_frames(
-    items: list, prompts: Sequence[str], bends: Sequence[PlacedBend], mode: str, noise_mode: str = "paper"
+    items: list,
+    prompts: Sequence[str],
+    bends: Sequence[PlacedBend],
+    mode: str,
+    noise_mode: str = "paper",
+    loras: Sequence[LoraSpec] = (),
 ) -> tuple[FrameSpec, ...]:
     if not items:
         raise JobError("frames: at least one frame is required")
@@ -387,14 +412,54 @@ def _parse_frames(
         values = fields.child("bends", {})
         params = {b.name: _frame_param(values, b, number) for b in param_bends}
         values.finish()
+        lora_weights = _frame_loras(fields.child("loras", {}), loras, number)
         fields.finish()
-        frames.append(FrameSpec(frame=number, prompt_weights=weights, phase=phase, strength=strength, params=params))
+        frames.append(
+            FrameSpec(
+                frame=number, prompt_weights=weights, phase=phase, strength=strength, params=params, loras=lora_weights
+            )
+        )
     for bend in param_bends:
         try:
             check_params(bend, [f.params[bend.name] for f in frames], [f.frame for f in frames])
         except BendError as exc:
             raise JobError(f"frames: {exc}") from exc
     return tuple(frames)
+
+
+def _frame_loras(values: _Fields, loras: Sequence[LoraSpec], frame: int) -> dict[str, float]:
+    """A frame's weight for every LoRA of the job: each named, a finite number within ±MAX_LORA_WEIGHT."""
+    limit = f"must be between -{MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}"
+    weights = {}
+    for spec in loras:
+        if spec.name not in values.data:
+            raise JobError(f"{values.path(spec.name)}: LoRA {spec.name!r} at frame {frame}: required (its weight)")
+        weights[spec.name] = values.get(
+            spec.name, "float", check=lambda v: None if abs(v) <= MAX_LORA_WEIGHT else limit
+        )
+    values.finish()  # a name that is not one of the job's LoRAs
+    return weights
+
+
+def _parse_loras(items: list, base: Path, trust_pickle: bool) -> tuple[LoraSpec, ...]:
+    """The job's LoRA files: unique names, each file checked (exists, regular, its kind) before anything renders."""
+    if len(items) > MAX_LORAS:
+        raise JobError(f"loras: {len(items)} LoRAs; the limit is {MAX_LORAS}")
+    specs: list[LoraSpec] = []
+    for i, item in enumerate(items):
+        fields = _Fields(item, f"loras[{i}]")
+        name = fields.get("name", "str", check=lambda v: None if v.strip() else "must not be empty")
+        if any(s.name == name for s in specs):
+            raise JobError(f"{fields.path('name')}: two LoRAs are named {name!r}; LoRA names must be unique")
+        path = fields.get("path", "str", check=lambda v: None if v.strip() else "must not be empty")
+        fields.finish()
+        spec = LoraSpec(name=name, path=base / path)  # an absolute path stays as it is
+        try:
+            check_lora_file(spec, fields.path("path"), trust_pickle)
+        except LoraError as exc:
+            raise JobError(str(exc)) from None
+        specs.append(spec)
+    return tuple(specs)
 
 
 def _frame_param(values: _Fields, bend: Bend, frame: int) -> float | tuple[float, ...]:
@@ -513,13 +578,14 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
     if len(bend_items) > MAX_BENDS:
         raise JobError(f"bends: {len(bend_items)} bends; the limit is {MAX_BENDS}")
     bends = tuple(_parse_bend(_Fields(item, f"bends[{i}]"), names) for i, item in enumerate(bend_items))
+    loras = _parse_loras(top.get("loras", "list", []), base, model.trust_pickle)
     frame_items = top.get("frames", "list")
     if len(frame_items) <= MAX_FRAMES and len(frame_items) * steps > MAX_FRAME_STEPS:  # before parsing them
         raise JobError(
             f"steps: {len(frame_items):,} frames × {steps} steps is {len(frame_items) * steps:,} denoising steps, "
             f"more than the limit of {MAX_FRAME_STEPS:,} (months of rendering); use fewer steps or split the job"
         )
-    frames = _parse_frames(frame_items, prompts, bends, mode, noise_mode)
+    frames = _parse_frames(frame_items, prompts, bends, mode, noise_mode, loras)
     output = top.child("output", {})
     folder = _output_folder(base, output.get("folder", "str", "."), output.path("folder"))
     output.finish()
@@ -544,6 +610,7 @@ def parse_job(data: Any, base_dir: str | os.PathLike) -> Job:
         fps=fps,
         nonfinite=nonfinite,
         noise_mode=noise_mode,
+        loras=loras,
     )
 
 

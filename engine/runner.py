@@ -14,35 +14,41 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .bends import ParamBatch
-from .conditioning import PromptBank
 from .errors import BendError, EngineError, JobError
 from .events import EventStream
 from .files import read_regular
 from .frame_store import FrameStore, encode_png
 from .job import FrameSpec, Job, frame_record
 from .limits import MAX_BATCH_PIXELS, MAX_IMAGE_BYTES
-from .models import VAE_TILING_PIXELS, Model, auto_batch_size, load_model, pick_device, use_threads
 from .noise import NoiseWalk, noise_walk
-from .sampler import BentSampler
 from .stack import BendStack
 
-# torch 2.x: torch.OutOfMemoryError, with torch.cuda.OutOfMemoryError an alias of it.
-_OUT_OF_MEMORY: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+# torch, numpy and the model's libraries load once a frame needs rendering (``load_model``, ``Runner._load``): the
+# start event comes first, and a job with nothing left to render never loads them (a fast cold start)
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .conditioning import PromptBank
+    from .lora import LoraSet
+    from .models import Model
 
 # PNG encoding (zlib releases the GIL) runs beside the sampler so the GPU never waits on disk. Frames are still
 # written and recorded in render order; a bounded queue keeps memory flat on long renders.
 PNG_WORKERS = 4
 MAX_PENDING_FRAMES = 32
+# Prompt banks kept for text-encoder LoRA weights other than 0: a held weight (a keyframe's plateau) reuses its bank,
+# and a weight driven to a new value every frame never piles up embeddings
+LORA_BANKS = 16
 
 
 @dataclass
@@ -54,7 +60,11 @@ class RunSummary:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, host memory running out, or the plain RuntimeError that MPS raises for the same."""
-    if isinstance(exc, (_OUT_OF_MEMORY, MemoryError)):
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # not loaded yet: nothing can have raised its error (and no import here)
+    # torch 2.x: torch.OutOfMemoryError, with torch.cuda.OutOfMemoryError an alias of it.
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
@@ -80,6 +90,13 @@ def parse_frame_range(text: str) -> tuple[int, int]:
     if end < start:
         raise JobError(f"--frames: the range {text!r} ends before it starts")
     return start, end
+
+
+def load_model(*args: Any, **kwargs: Any) -> Model:
+    """``models.load_model``, imported with the first model a runner loads (it brings torch and diffusers)."""
+    from .models import load_model as load
+
+    return load(*args, **kwargs)
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -120,7 +137,9 @@ class Runner:
         ]
         if not selected:
             raise JobError(f"--frames: no frame of the job lies in {frame_range[0]}-{frame_range[1]}")
-        if self._model is None:
+        if self._model is None and job.model.device not in ("auto", "cpu"):  # these two need no torch to check
+            from .models import pick_device
+
             pick_device(job.model.device)  # a device this machine lacks is refused before any work
         created = not job.output_folder.exists()
         try:
@@ -170,6 +189,11 @@ class Runner:
             ) from exc
 
     def _load(self) -> None:
+        import torch
+
+        from .models import VAE_TILING_PIXELS, auto_batch_size, use_threads
+        from .sampler import BentSampler
+
         job = self.job
         started = time.perf_counter()
         use_threads(job.model.threads)  # every time: a warm engine's next job may ask for another count
@@ -184,6 +208,8 @@ class Runner:
                 trust_pickle=spec.trust_pickle,
                 memory=spec.memory,
                 compile_unet=spec.compile,
+                family=spec.family,
+                config=spec.config,
             )
         model = self._model
         if job.width * job.height > VAE_TILING_PIXELS:
@@ -191,17 +217,18 @@ class Runner:
         self.batch_size = job.batch_size or max(
             1, min(auto_batch_size(model, job.width, job.height), MAX_BATCH_PIXELS // (job.width * job.height))
         )
-        self.bank = PromptBank(
-            model.tokenizer, model.text_encoder, job.prompts, warn=lambda m: self.events.emit("warning", message=m)
-        )
+        self.bank = self._prompt_bank()
+        for message in model.family.advice(job.width, job.height, job.guidance):
+            self.events.emit("warning", message=message)
         self.sampler = BentSampler(
             model,
             self._stack,
             steps=job.steps,
             guidance=job.guidance,
-            uncond=self.bank.encode([job.negative_prompt]),
+            uncond=self._negative(self.bank),
             should_stop=self.should_stop,
         )
+        self._load_loras(model)
         factor = model.vae_scale_factor
         self.latent_shape = (model.latent_channels, job.height // factor, job.width // factor)
         self.events.emit(
@@ -214,6 +241,78 @@ class Runner:
             seconds=round(time.perf_counter() - started, 3),
         )
 
+    def _prompt_bank(self, warn: bool = True) -> PromptBank:
+        """The job's prompts, encoded as the model's family encodes them (``_conditioning`` makes more, under LoRAs)."""
+        from .conditioning import PromptBank
+
+        report = (lambda m: self.events.emit("warning", message=m)) if warn else (lambda m: None)
+        return PromptBank.for_model(self._model, self.job.prompts, warn=report)
+
+    def _negative(self, bank: PromptBank) -> Any:
+        """The unconditional branch's conditioning: the negative prompt, as the family encodes it."""
+        return self._model.family.negative(self._model, bank.conditioning, self.job.negative_prompt)
+
+    def _load_loras(self, model: Model) -> None:
+        """Read the job's LoRAs and fit them to the model: every render reads the files, which may have changed."""
+        self._loras: LoraSet | None = None
+        self._banks: OrderedDict[tuple, tuple[PromptBank, Any]] = OrderedDict()
+        self._uncond = self.sampler.uncond
+        if not self.job.loras:
+            return
+        from .lora import LoraSet, load_lora
+
+        self._text_encoders = {name: getattr(model, name, None) for name in ("text_encoder", "text_encoder_2")}
+        components = {"unet": model.unet, **self._text_encoders}
+        trust, device, dtype = self.job.model.trust_pickle, model.device, model.dtype
+        self._loras = LoraSet(
+            [load_lora(s, components, trust_pickle=trust, device=device, dtype=dtype) for s in self.job.loras]
+        )
+
+    def _lora_hooks(self, frames: Sequence[FrameSpec]) -> contextlib.AbstractContextManager:
+        """The U-Net with each frame's LoRA weights, one per sample, for the duration of a batch."""
+        if self._loras is None:
+            return contextlib.nullcontext()
+        weights = {s.name: ParamBatch(tuple(f.loras[s.name] for f in frames)) for s in self.job.loras}
+        return self._loras.hooks("unet", self._model.unet, weights)
+
+    def _conditioning(self, frames: Sequence[FrameSpec], prompt: str | None = None) -> Any:
+        """Each frame's conditioning: its prompt mix (or ``prompt``), encoded under its text-encoder LoRA weights.
+
+        Embeddings depend on those weights, so they key the prompt cache: frames at other weights get banks of their
+        own (a few kept), and the sampler gets each frame's negative conditioning too. Without text-encoder LoRAs (or
+        at weight 0) this is the job's one bank, as before.
+        """
+        from .conditioning import Conditioning
+        from .lora import text_encoder_key
+
+        keys = [text_encoder_key(self._loras, f.loras) for f in frames]
+        if not any(keys):
+            self.sampler.uncond = self._uncond
+            bank = self.bank
+            return bank.mixed([f.prompt_weights for f in frames]) if prompt is None else bank.conditioning([prompt])
+        parts, negatives = [], []
+        for frame, key in zip(frames, keys, strict=True):
+            with self._loras.text_encoders(self._text_encoders, dict(key)):
+                bank, negative = self._keyed_bank(key)
+                parts.append(bank.mixed([frame.prompt_weights]) if prompt is None else bank.conditioning([prompt]))
+            negatives.append(Conditioning.of(negative))
+        self.sampler.uncond = Conditioning.cat(negatives)  # one row per frame, in the batch's order
+        return Conditioning.cat([Conditioning.of(p) for p in parts])
+
+    def _keyed_bank(self, key: tuple) -> tuple[PromptBank, Any]:
+        """The prompt bank and negative conditioning for text-encoder LoRA weights ``key``; called with the text
+        encoders under those weights. At most ``LORA_BANKS`` are kept: a driven weight changes every frame."""
+        if not key:
+            return self.bank, self._uncond
+        hit = self._banks.get(key)
+        if hit is None:
+            bank = self._prompt_bank(warn=False)  # the job's one bank has warned about long prompts already
+            hit = self._banks[key] = (bank, self._negative(bank))
+            while len(self._banks) > LORA_BANKS:
+                self._banks.popitem(last=False)
+        self._banks.move_to_end(key)
+        return hit
+
     def _params(self, frames: Sequence[FrameSpec]) -> dict[str, ParamBatch]:
         # Frame numbers travel with the values: seeded operators (gaussian_noise) draw per frame, not per batch slot
         numbers = tuple(f.frame for f in frames)
@@ -224,7 +323,14 @@ class Runner:
 
     def _follow_steps(self, frames: Sequence[int]) -> None:
         numbers = list(frames)
-        self.sampler.on_step = lambda step, steps: self.events.emit("step", frames=numbers, step=step, steps=steps)
+
+        def on_step(step: int, steps: int) -> None:
+            # Frames whose PNG finished encoding are written at every step, not only when the next frame is done:
+            # a crash or a kill mid-batch then loses none of them.
+            self._commit(wait=False)
+            self.events.emit("step", frames=numbers, step=step, steps=steps)
+
+        self.sampler.on_step = on_step
 
     def _record(self, index: int, image: np.ndarray, frame_hash: str, seconds: float) -> None:
         """Queue a finished frame: PNG encoding runs on the pool while the next batch renders."""
@@ -269,14 +375,16 @@ class Runner:
 
     def _txt2img_latents(self, frames: Sequence[FrameSpec], walk: NoiseWalk) -> torch.Tensor:
         noise = walk.at([f.phase for f in frames])
-        cond = self.bank.mix([f.prompt_weights for f in frames])
+        cond = self._conditioning(frames)
         return self.sampler.txt2img(noise, cond, self._params(frames), seed=self.job.noise_seed)
 
     def _bent(self, frames: Sequence[FrameSpec], make_latents: Callable[..., torch.Tensor], *args) -> np.ndarray:
         """Run the sampler, naming the frames in any bend error or out-of-memory error raised mid-render."""
         numbers = ", ".join(str(f.frame) for f in frames)
         try:
-            return self.sampler.decode(make_latents(*args))
+            with self._lora_hooks(frames):
+                latents = make_latents(*args)
+            return self.sampler.decode(latents)
         except BendError as exc:
             raise BendError(f"frame {numbers}: {exc}") from exc
         except Exception as exc:
@@ -326,6 +434,8 @@ class Runner:
             # Kept in the memory layout of a PNG read back (row-major): decode's array is a channel-first view, and
             # the VAE encoder would then take another kernel and round differently (seen with one CPU thread), so a
             # chain rendered in one go and one resumed, or previewed, from the PNG files would not agree
+            import numpy as np
+
             previous = (index, np.ascontiguousarray(image))
 
     def _source_image(self, index: int) -> np.ndarray:
@@ -334,6 +444,7 @@ class Runner:
             return self.store.read(self.job.frames[index - 1].frame)
         import io
 
+        import numpy as np
         from PIL import Image
 
         data = read_regular(self.job.init_image, "img2img.init_image", MAX_IMAGE_BYTES)
@@ -346,9 +457,6 @@ class Runner:
     def _img2img_latents(self, index: int, source: np.ndarray) -> torch.Tensor:
         job, frame = self.job, self.job.frames[index]
         seed = job.frame_seed(index)
-        if job.img2img_prompt is None:
-            cond = self.bank.mix([frame.prompt_weights])
-        else:
-            cond = self.bank.encode([job.img2img_prompt])
+        cond = self._conditioning([frame], job.img2img_prompt)
         latents = self.sampler.encode(source[None], seed)
         return self.sampler.img2img(latents, cond, self._params([frame]), frame.strength, seed)

@@ -169,6 +169,7 @@ def row_job(job: Job, spec: SweepSpec, row: int) -> Job:
             phase=base.phase,
             strength=base.strength,
             params={**base.params, spec.bend: value} if spec.values else dict(base.params),
+            loras=base.loras,
         )
         for column, value in enumerate(spec.values or (0.0,))
     )
@@ -204,8 +205,11 @@ def run_sweep(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     model: Model | None = None,
+    keep_model: Callable[[Model], None] | None = None,
 ) -> Path:
-    """Render every row (resuming rows already rendered), then draw the labelled sheet at ``sheet_path``."""
+    """Render every row (resuming rows already rendered), then draw the labelled sheet at ``sheet_path``.
+
+    ``keep_model`` receives the model as soon as a row has loaded it, so a warm engine keeps it for what follows."""
     from .runner import Runner
 
     columns = len(spec.values) or 1
@@ -216,6 +220,8 @@ def run_sweep(
         runner = Runner(job_row, events, should_stop=should_stop, model=model)
         runner.run()
         model = runner.model or model
+        if keep_model is not None and model is not None:
+            keep_model(model)
         store = FrameStore(job_row.output_folder)
         tiles.append([store.read(f.frame) for f in job_row.frames])
     row_labels, column_labels = labels(job, spec)
