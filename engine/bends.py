@@ -22,20 +22,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
-
-from .catalog import OPTIONS, ParamSpec
+from .catalog import OPERATORS, OPTIONS, OperatorSpec, ParamSpec
 from .errors import BendError
-from .operators import OPERATORS, OperatorSpec, apply_operator
 from .selection import Selection, selection_mask, validate_selection
+
+if TYPE_CHECKING:  # torch loads when a bend is applied: a job is parsed and checked without it (a fast cold start)
+    import torch
+    from torch import Tensor
 
 __all__ = ["Bend", "ParamBatch", "apply_bend", "check_params", "validate_bend"]
 
-# A value beyond this overflows to inf as soon as it reaches a float32 tensor
-_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+# A value beyond this overflows to inf as soon as it reaches a float32 tensor: torch.finfo(torch.float32).max,
+# written out so that checking a job's values needs no torch (tests/test_cold_start.py compares the two)
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 Value = float | tuple[float, ...]  # one sample's parameter: a number, or a vector for a vector operator
@@ -86,6 +87,8 @@ class ParamBatch:
     def tensor(self, device: torch.device | str, dtype: torch.dtype) -> Tensor:
         """The values as an (N,) tensor, or (N, K) for K-vectors, on ``device`` in ``dtype``; one host→device copy
         per (device, dtype)."""
+        import torch
+
         key = (torch.device(device), dtype)
         cached = self._cache.get(key)
         if cached is None:
@@ -246,6 +249,8 @@ def _check_number(where: str, name: str, raw: Any, param: ParamSpec) -> float:
 
 def _check_tensor(bend: Bend, spec: OperatorSpec, x: Tensor) -> None:
     """The checks that need x's shape: channel count and channel indexes in options."""
+    from torch import Tensor
+
     where = f"bend {bend.name!r} ({bend.op})"
     if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -285,6 +290,10 @@ def apply_bend(bend: Bend, x: Tensor, params: ParamBatch | None = None) -> Tenso
     neighbours) it means: transform the whole tensor, then keep the transformed values only where selected; e.g.
     R1 with a row selection replaces that row by the rotated row and leaves the rest of the latent as it was.
     """
+    import torch
+
+    from .operators import apply_operator  # torch and the operators' libraries load with the first bend applied
+
     validate_bend(bend)
     spec = OPERATORS[bend.op]
     _check_tensor(bend, spec, x)

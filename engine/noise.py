@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads when the noise is drawn: a job's phases are computed without it
+    import torch
 
 NOISE_MODES = ("paper", "dafx")
 DAFX_WALK_WEIGHT = 0.3  # the authors' ".3 * noise" in ddim.py
@@ -27,6 +29,8 @@ DAFX_WALK_WEIGHT = 0.3  # the authors' ".3 * noise" in ddim.py
 
 def noise_fields(seed: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """A and B, drawn on the CPU in fp32 so the same seed gives the same fields on every device."""
+    import torch
+
     generator = torch.Generator(device="cpu").manual_seed(seed)
     a = torch.randn(shape, generator=generator, dtype=torch.float32)
     b = torch.randn(shape, generator=generator, dtype=torch.float32)
@@ -53,6 +57,8 @@ def default_phases(mode: str, n_frames: int) -> list[float]:
 
 def circular_walk(a: torch.Tensor, b: torch.Tensor, phases: Sequence[float]) -> torch.Tensor:
     """Stack ``A·sin(φ) + B·cos(φ)`` for each phase: shape ``(len(phases), *A.shape)``."""
+    import torch
+
     phase = torch.tensor(list(phases), dtype=a.dtype, device=a.device).view(-1, *([1] * a.dim()))
     return a.unsqueeze(0) * torch.sin(phase) + b.unsqueeze(0) * torch.cos(phase)
 
@@ -78,6 +84,8 @@ def noise_walk(seed: int, shape: tuple[int, ...], mode: str = "paper") -> NoiseW
     if mode == "paper":
         return NoiseWalk(*noise_fields(seed, shape))
     if mode == "dafx":
+        import torch
+
         generator = torch.Generator(device="cpu").manual_seed(seed)
         base, nx, ny = (torch.randn(shape, generator=generator, dtype=torch.float32) for _ in range(3))
         return NoiseWalk(a=ny, b=nx, base=base, weight=DAFX_WALK_WEIGHT)

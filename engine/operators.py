@@ -64,7 +64,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import kornia
+# torch loads with this module, which bends.apply_bend imports only when a bend is first applied; kornia (0.2 s of a
+# cold start) loads inside the few operators that use it
 import torch
 from torch import Tensor
 
@@ -259,11 +260,15 @@ def _morphology(x: Tensor, params: ParamBatch, options: Mapping[str, Any], fn: C
 
 def erode(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
     """Erosion with an r×r kernel of ones per channel (paper section 3.1.3, kornia.morphology.erosion)."""
+    import kornia
+
     return _morphology(x, params, options, kornia.morphology.erosion)
 
 
 def dilate(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
     """Dilation with an r×r kernel of ones per channel (paper section 3.1.3, kornia.morphology.dilation)."""
+    import kornia
+
     return _morphology(x, params, options, kornia.morphology.dilation)
 
 
@@ -278,6 +283,8 @@ _SCALE_RANGE = (1e-6, 1e6)
 
 def spatial_translate(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
     """Shift the map by r × width (axis "x", positive = right) or r × height (axis "y", positive = down)."""
+    import kornia
+
     work = x.to(_work_dtype(x))
     # |r| ≥ 1 already shifts every pixel out of the map (all zeros); clamping at 2 changes no output value but keeps
     # the translation finite for huge r
@@ -291,6 +298,8 @@ def spatial_translate(x: Tensor, params: ParamBatch, options: Mapping[str, Any])
 
 def spatial_rotate(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
     """Rotate the map by r degrees about its centre, anticlockwise on screen (kornia's convention)."""
+    import kornia
+
     work = x.to(_work_dtype(x))
     # Reduce first: deg→rad of a large angle loses the fraction of a turn in float32
     angle = torch.remainder(params.tensor(x.device, work.dtype), 360.0)
@@ -299,6 +308,8 @@ def spatial_rotate(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) ->
 
 def spatial_scale(x: Tensor, params: ParamBatch, options: Mapping[str, Any]) -> Tensor:
     """Zoom the map by factor r about its centre (r > 1 magnifies, r < 1 shrinks, zeros outside)."""
+    import kornia
+
     work = x.to(_work_dtype(x))
     factor = params.tensor(x.device, work.dtype).clamp(*_SCALE_RANGE)
     return kornia.geometry.transform.scale(work, factor, padding_mode="zeros").to(x.dtype)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from .catalog import SELECTION_KINDS, SELECTIONS
 from .errors import BendError
+
+if TYPE_CHECKING:  # torch loads when a mask is first built: a job's selections are checked without it
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "RANDOM_KINDS",
@@ -113,12 +115,16 @@ def selection_mask(
                 f"bend {bend_name!r}: {selection.kind} {selection.index} is out of range for a tensor of {size} "
                 f"{noun} (0..{size - 1})"
             )
+    import torch
+
     return _cached_mask(selection, shape, torch.device(device))
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_mask(selection: Selection, shape: tuple[int, int, int], device: torch.device) -> Tensor:
     """Build a mask once per (selection, shape, device): the random ones cost a CPU draw and a host→device copy."""
+    import torch
+
     channels, height, width = shape
     kind = selection.kind
     if kind in _INDEXED:

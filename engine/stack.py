@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .bends import Bend, ParamBatch, apply_bend
 from .errors import BendError
+
+if TYPE_CHECKING:  # torch loads when a bend is applied: a job's placements are parsed without it
+    import torch
 
 NONFINITE_MODES = ("error", "clamp")
 
@@ -118,6 +120,8 @@ def _find_module(unet: torch.nn.Module, placed: PlacedBend) -> torch.nn.Module:
 
 def finite(x: torch.Tensor, bend: Bend, what: str, mode: str) -> torch.Tensor:
     """``x`` as a bend left it, checked for NaN and inf: an error naming the bend, or clamped (``mode``)."""
+    import torch
+
     ok = torch.isfinite(x)
     if bool(ok.all()):  # the one host sync per applied bend; the repair below runs only when it is needed
         return x
