@@ -183,10 +183,11 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
     ext.operators.prompts.key_crossfade(scene, [scene.frame_start, scene.frame_end])
     bpy.ops.bend.bend_add(op="rotate_r1")
     bpy.ops.bend.bend_add(op="add")
-    scene.bend.bends[1].selection = "random"
+    rotation, sparkle = ext.blender.bend_stack.bends(scene)
+    sparkle.selection = "random"
     drive = ext.operators.drive.add_feature_driver
-    drive(scene, scene.bend.bends[0].name, "rms", 0.0, 2 * math.pi)
-    drive(scene, scene.bend.bends[1].name, "onset", 0.0, 1.0)
+    drive(scene, rotation.name, "rms", 0.0, 2 * math.pi)
+    drive(scene, sparkle.name, "onset", 0.0, 1.0)
     first, last = scene.frame_start, scene.frame_end
 
     def frame_set_loop() -> None:
@@ -206,7 +207,7 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
     )
     document = documents[-1]
     rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
-    angles = np.array([f["bends"][scene.bend.bends[0].name] for f in document["frames"]])
+    angles = np.array([f["bends"][rotation.name] for f in document["frames"]])
     expected = np.array([2 * math.pi * rms.evaluate(f) for f in range(first, last + 1)])
     assert len(document["frames"]) == last - first + 1 and len(set(angles)) > 100  # the song drives the bend
     write_s = min(timed(lambda: ext.blender.scene_job.write_job(document, folder)) for _ in range(3))

@@ -118,6 +118,23 @@ def find_fcurve(id_data: bpy.types.ID, data_path: str, index: int = 0) -> bpy.ty
     return None
 
 
+def new_fcurve(id_data: bpy.types.ID, data_path: str, index: int = 0) -> bpy.types.FCurve:
+    """An empty keyframed F-curve on the ID at ``data_path`` (component ``index``), made the same way on every version.
+
+    ``keyframe_insert`` creates what the version needs (a legacy action in 4.2; an action, slot, layer, keyframe
+    strip and channelbag in 4.4+); its one key is then cleared. An existing curve there is emptied and reused.
+    """
+    array = hasattr(id_data.path_resolve(data_path), "__len__")
+    fcurve = find_fcurve(id_data, data_path, index)
+    if fcurve is None:
+        id_data.keyframe_insert(data_path, index=index if array else -1, frame=0.0)
+        fcurve = find_fcurve(id_data, data_path, index)
+    if fcurve is None:
+        raise RuntimeError(f"could not create an F-curve for {data_path!r}[{index}] on {id_data.name!r}")
+    fcurve.keyframe_points.clear()
+    return fcurve
+
+
 def set_video_output(render: bpy.types.RenderSettings) -> None:
     """Switch the output to FFmpeg video; 5.0 needs the media type chosen first."""
     settings = render.image_settings

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import dependencies
@@ -49,9 +49,17 @@ def engine_path(python: str) -> list[str]:
 class EngineProcess:
     """One engine command in a child process. Events arrive on ``events`` (None marks the end of the stream).
 
-    ``interactive`` keeps the child's stdin open for requests (``python -m engine serve``)."""
+    ``interactive`` keeps the child's stdin open for requests (``python -m engine serve``); ``on_event``, when
+    given, receives each event (and the None at the end) on the reading thread instead of ``events``."""
 
-    def __init__(self, arguments: Sequence[str], python: str, *, interactive: bool = False) -> None:
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        python: str,
+        *,
+        interactive: bool = False,
+        on_event: Callable[[EngineProcess, dict | None], None] | None = None,
+    ) -> None:
         env = dict(os.environ, PYTHONNOUSERSITE="1")
         env["PYTHONPATH"] = os.pathsep.join(engine_path(python))
         self.process = subprocess.Popen(
@@ -67,6 +75,7 @@ class EngineProcess:
             **_own_group(),
         )
         self.events: queue.Queue = queue.Queue()
+        self._deliver = (lambda event: on_event(self, event)) if on_event else self.events.put
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self._readers = [
             threading.Thread(target=self._read_events, daemon=True),
@@ -80,10 +89,12 @@ class EngineProcess:
         with self.process.stdout:
             for line in self.process.stdout:
                 try:
-                    self.events.put(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:
                     self.stderr_tail.append(line.rstrip())
-        self.events.put(None)  # end of stream
+                    continue
+                self._deliver(event)
+        self._deliver(None)  # end of stream
 
     def _read_stderr(self) -> None:
         with self.process.stderr:
@@ -93,6 +104,10 @@ class EngineProcess:
     @property
     def running(self) -> bool:
         return self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def send(self, request: dict) -> None:
         """Write one request line to an interactive child."""

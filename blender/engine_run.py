@@ -3,7 +3,8 @@
 Called from a script or with ``blender -b``, the operator blocks and prints progress lines. From the UI it is
 modal: Blender's progress bar and status text follow the child process, and Esc stops it between denoising
 steps, keeping every finished frame. The operator supplies ``_start`` (which returns a session); the session
-turns the engine's events into progress, and its ``outcome`` into the final report.
+turns the engine's events into progress, and its ``outcome`` into the final report. The session's process is a
+one-shot ``EngineProcess`` or a request to the warm engine (``warm_engine.Ticket``), read the same way.
 """
 
 import queue
@@ -14,13 +15,14 @@ import bpy
 from .engine_process import EngineProcess
 from .scene_job import SceneJobError
 from .status_bar import BOARD
+from .warm_engine import Ticket
 
 
 class EngineSession:
     """What one engine run knows. Warnings, errors and the end of the stream are the same for every command;
     subclasses turn the other events into progress (``progress``) and the exit code into a report (``outcome``)."""
 
-    def __init__(self, process: EngineProcess) -> None:
+    def __init__(self, process: EngineProcess | Ticket) -> None:
         self.process = process
         self.finished = False
         self.fraction = 0.0

@@ -65,8 +65,8 @@ class BendPreferences(bpy.types.AddonPreferences):
         soft_max=64,
     )
     preview_idle_minutes: FloatProperty(
-        name="Release Preview After",
-        description="Minutes without a preview before the preview process exits and frees the GPU",
+        name="Release Engine After",
+        description="Minutes without a render, sweep or preview before the warm engine exits and frees the GPU",
         default=5.0,
         min=0.0,
         soft_max=60.0,

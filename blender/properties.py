@@ -1,10 +1,9 @@
-"""Scene settings under ``scene.bend``: model, prompts, noise walk, img2img, bends and baked audio features.
+"""Scene settings under ``scene.bend``: model, prompts, noise walk, img2img, the bend stack and baked audio features.
 
 Everything an artist animates is an ordinary animatable property: prompt weights, the noise phase, img2img
-strength, each bend's parameter and the baked features. Bends are addressed by name in data paths
-(``bend.bends["Name"].param``), so reordering them keeps their animation, and renaming one moves its F-curves and
-drivers along with it. Enum identifiers are the engine's own names (``engine/catalog.py``), so the job builder
-passes them through unchanged.
+strength, each bend's parameter (on its node in the scene's bend stack, ``blender/bend_stack.py``) and the baked
+features. ``BendFields`` is what a bend holds; the stack's Bend node carries it. Enum identifiers are the engine's
+own names (``engine/catalog.py``), so the job builder passes them through unchanged.
 """
 
 # No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
@@ -30,11 +29,11 @@ from ..engine.catalog import (
     OPERATORS,
     OPTIONS,
     SCHEDULER_ALIASES,
-    SD_UNET_TARGETS,
     SELECTIONS,
     OptionSpec,
 )
-from . import animation, compat
+from . import compat, preferences
+from .model_family import ALL_UNET_TARGETS, model_family, unet_target_items
 
 # Labels and tooltips come from the engine's one description of each feature, so a new feature gets its property.
 FEATURE_LABELS = {name: (spec.label, f"{spec.description} ({spec.units})") for name, spec in FEATURES.items()}
@@ -54,32 +53,20 @@ RANDOM_SELECTIONS = ("random", "random_channels", "random_rows", "random_columns
 
 # One vector property holds every vector operator's components (six angles, sixteen matrix entries): an operator
 # uses the first K, so switching operators keeps one F-curve per component and the job reads a prefix.
-PARAM_PROPS = ("param", "param_vector")  # every BendItem property that animates a parameter
+PARAM_PROPS = ("param", "param_vector")  # every BendFields property that animates a parameter
 PARAM_VECTOR_SIZE = max(spec.param.length for spec in OPERATORS.values() if spec.param is not None)
 # Presentation only: the option's values are the catalog's, these are their names in menus.
 _OPTION_VALUE_LABELS = {"normalize_dim": {"0": "Channels", "1": "Rows", "2": "Columns"}}
 _INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit
+STACK_TREE = "BendStackTree"  # bend_stack.BendStackTree's bl_idname, which scene.bend.stack accepts
 
 
 def _operator_items() -> list[tuple[str, str, str]]:
     return [(name, name.replace("_", " ").title(), spec.summary) for name, spec in OPERATORS.items()]
 
 
-def unique_bend_name(bends: bpy.types.bpy_prop_collection, wanted: str, exclude: object = None) -> str:
-    """``wanted``, or ``wanted.001``, ``wanted.002``, ... if another bend already has it."""
-    taken = {b.name for b in bends if b != exclude}
-    base = wanted.strip() or "Bend"
-    if base not in taken:
-        return base
-    stem = base.rsplit(".", 1)[0] if base.rsplit(".", 1)[-1].isdigit() else base
-    number = 1
-    while f"{stem}.{number:03d}" in taken:
-        number += 1
-    return f"{stem}.{number:03d}"
-
-
 def _option_property(spec: OptionSpec) -> object:
-    """The BendItem property of one catalog option, named like the option key: a job's value comes straight from it.
+    """The BendFields property of one catalog option, named like the option key: a job's value comes straight from it.
 
     A choice, or an integer that may be null ("off"), is a menu whose "NONE" item stands for null; other integers
     are int fields (a vector for a pair such as a channel plane), bounded as the catalog bounds them.
@@ -109,7 +96,7 @@ def _option_property(spec: OptionSpec) -> object:
 
 
 def _option_value(item: bpy.types.PropertyGroup, spec: OptionSpec) -> object:
-    """The job value of option ``spec`` from its BendItem property (the inverse of ``_option_property``)."""
+    """The job value of option ``spec`` from its BendFields property (the inverse of ``_option_property``)."""
     value = getattr(item, spec.name)
     if spec.nullable and value == "NONE":
         return None
@@ -127,21 +114,22 @@ _BendOptions = type(
 )
 
 
-def bend_data_path(name: str, prop: str = "param") -> str:
-    return f'bend.bends["{bpy.utils.escape_identifier(name)}"].{prop}'
+# Blender keeps a dynamic enum's items alive only while Python does: one list per family, kept here.
+_TARGET_ITEMS: dict[str, list] = {}
 
 
-def _on_bend_name(self: "BendItem", context: bpy.types.Context) -> None:
-    scene = self.id_data
-    bends = scene.bend.bends
-    unique = unique_bend_name(bends, self.name, exclude=self)
-    if unique != self.name:
-        self.name = unique  # re-enters this callback once with a unique name
-        return
-    if self.previous_name and self.previous_name != self.name:
-        animation.key_paths_by_name(scene, "bends")
-        animation.move_animation(scene, bend_data_path(self.previous_name, ""), bend_data_path(self.name, ""))
-    self.previous_name = self.name
+def scene_model_family(scene):
+    """The family of the model the scene renders with (its own or the preferences'), or a reason it is unknown."""
+    source = scene.bend.model_source.strip() or preferences.get(bpy.context).model_source.strip()
+    return model_family(bpy.path.abspath(source) if source.startswith("//") else source)
+
+
+def _unet_target_items(self, context):
+    family = scene_model_family(context.scene) if context is not None and context.scene is not None else None
+    key = getattr(family, "name", "")
+    if key not in _TARGET_ITEMS:
+        _TARGET_ITEMS[key] = unet_target_items(family)
+    return _TARGET_ITEMS[key]
 
 
 class BendPrompt(bpy.types.PropertyGroup):
@@ -155,9 +143,13 @@ class BendPrompt(bpy.types.PropertyGroup):
     )
 
 
-class BendItem(_BendOptions, bpy.types.PropertyGroup):
-    name: StringProperty(name="Name", default="Bend", update=_on_bend_name)
-    previous_name: StringProperty(options={"HIDDEN"})
+class BendFields(_BendOptions):
+    """Everything a bend holds: operator, placement, selection, options and its animatable parameter.
+
+    A mixin: the stack's Bend node (``bend_stack.BendNode``) and the legacy ``BendItem`` both carry these fields
+    (Blender registers a base class's annotations too), so a migrated bend copies them one by one by name.
+    """
+
     enabled: BoolProperty(name="Enabled", default=True, description="Include this bend in renders")
     op: EnumProperty(name="Operator", items=_operator_items(), default="rotate_r1")
     place: EnumProperty(
@@ -175,7 +167,10 @@ class BendItem(_BendOptions, bpy.types.PropertyGroup):
         min=0,
     )
     unet_target: EnumProperty(
-        name="Target", items=[(t, t, f"The output of unet.{t}") for t in SD_UNET_TARGETS], default="mid_block"
+        name="Target",
+        description="The U-Net block whose output is bent; the menu lists the blocks of the model's family",
+        items=_unet_target_items,
+        default=ALL_UNET_TARGETS.index("mid_block"),
     )
     step_start: IntProperty(name="From Step", description="First sampling step the hook is active", min=0)
     step_end: IntProperty(
@@ -221,6 +216,17 @@ class BendItem(_BendOptions, bpy.types.PropertyGroup):
         """The property that holds this bend's animated parameter."""
         param = OPERATORS[self.op].param
         return "param_vector" if param is not None and param.is_vector else "param"
+
+
+class BendItem(BendFields, bpy.types.PropertyGroup):
+    """A bend as the previous version stored it, in ``scene.bend.bends`` with its animation on the Scene.
+
+    Registered (hidden) only so that files saved before bend stacks were node trees can be read and migrated
+    (``blender/migration.py``); nothing else reads or writes it.
+    """
+
+    name: StringProperty(name="Name", default="Bend")
+    previous_name: StringProperty(options={"HIDDEN"})
 
 
 def _feature_annotations() -> dict[str, object]:
@@ -364,6 +370,17 @@ class BendSweepSettings(bpy.types.PropertyGroup):
     )
 
 
+def _is_bend_stack(self, tree: bpy.types.NodeTree) -> bool:
+    return tree.bl_idname == STACK_TREE
+
+
+def _on_stack(self: "BendSettings", context: bpy.types.Context) -> None:
+    from . import bend_stack  # it imports this module for BendFields
+
+    if self.stack is not None:
+        bend_stack.retarget_drivers(self.stack, self.id_data)
+
+
 class BendSettings(bpy.types.PropertyGroup):
     model_source: StringProperty(
         name="Model",
@@ -439,8 +456,17 @@ class BendSettings(bpy.types.PropertyGroup):
         subtype="FILE_PATH",
         options=compat.BLEND_RELATIVE_PATH,
     )
-    bends: CollectionProperty(type=BendItem)
-    bend_index: IntProperty(name="Active Bend")
+    # The previous version's bend list (read only by the migration on load) and the bend stack that replaces it.
+    bends: CollectionProperty(type=BendItem, options={"HIDDEN"})
+    bend_index: IntProperty(name="Active Bend", options={"HIDDEN"})
+    stack: PointerProperty(
+        type=bpy.types.NodeTree,
+        name="Bend Stack",
+        description="The bends applied to every frame, in order, and the LoRAs: a node tree that can be appended "
+        "from another file or shared as an asset",
+        poll=_is_bend_stack,
+        update=_on_stack,
+    )
     output_folder: StringProperty(
         name="Output",
         description="Where frames and the job go; empty: //bend/<scene name>/",

@@ -1,7 +1,8 @@
 """Blender state to an engine job: evaluate every frame of the scene into the versioned JSON job document.
 
 Each frame is evaluated with ``scene.frame_set`` (so keyframes and drivers both apply) and its animated values
-(prompt weights, noise phase, img2img strength, bend parameters) become that frame's record. The document is the
+(prompt weights, noise phase, img2img strength, bend parameters and LoRA weights, read from the scene's bend stack)
+become that frame's record. The document is the
 engine's job format (README.md, "The job file"); the engine validates it again in the child process.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import bpy
 
 from ..engine.catalog import JOB_FORMAT, JOB_VERSION, OPERATORS
+from . import bend_stack
 from .audio_source import scene_fps
 from .properties import INDEXED_SELECTIONS, RANDOM_SELECTIONS
 
@@ -73,6 +75,10 @@ def _bend_record(bend) -> dict[str, object]:
     if bend.place == "LATENT":
         record["latent_layer"] = bend.latent_layer
     else:
+        if not bend.unet_target:  # a target the model's family lacks (SDXL has three down blocks, not four)
+            raise SceneJobError(
+                f"Bend '{bend.name}': this model's U-Net has no such block; choose another Bend > Target"
+            )
         record["unet"] = {"target": bend.unet_target, "steps": [bend.step_start, bend.step_end or None]}
     kind = bend.selection
     selection: dict[str, object] = {"kind": kind}
@@ -82,6 +88,20 @@ def _bend_record(bend) -> dict[str, object]:
         selection.update(fraction=bend.fraction, seed=bend.selection_seed)
     record["selection"] = selection
     return record
+
+
+def _lora_records(scene: bpy.types.Scene) -> list[dict[str, str]]:
+    """The stack's LoRAs with absolute paths; a missing file names the LoRA and where to set it."""
+    records = []
+    for lora in bend_stack.loras(scene):
+        where = f"Bend > LoRAs > {lora.name} > File"
+        if not lora.filepath.strip():
+            raise SceneJobError(f"LoRA {lora.name!r} has no file: choose its .safetensors in {where}")
+        path = Path(bpy.path.abspath(lora.filepath)).resolve()
+        if not path.is_file():
+            raise SceneJobError(f"LoRA {lora.name!r}: {path} does not exist; fix {where}")
+        records.append({"name": lora.name, "path": str(path)})
+    return records
 
 
 def _check_finite(bend, value: float | list[float], frame: int) -> None:
@@ -100,8 +120,10 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     loops over the whole range, so a frame gets the same record either way."""
     settings = scene.bend
     width, height = output_size(scene)
-    bends = [b for b in settings.bends if b.enabled]
+    bends = [b for b in bend_stack.bends(scene) if b.enabled]
     driven = [b for b in bends if OPERATORS[b.op].takes_param]
+    loras = bend_stack.loras(scene)
+    lora_records = _lora_records(scene)
     prompts = list(settings.prompts)
     first, last = scene.frame_start, scene.frame_end
     if last < first:
@@ -136,10 +158,18 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
             }
             for bend in driven:
                 _check_finite(bend, record["bends"][bend.name], frame)
+            if loras:
+                record["loras"] = {lora.name: lora.weight for lora in loras}
+                for lora in loras:
+                    if not math.isfinite(lora.weight):
+                        raise SceneJobError(
+                            f"LoRA {lora.name!r} at frame {frame}: its weight is {lora.weight}; fix its keyframes "
+                            "or driver"
+                        )
             frames.append(record)
     finally:
         scene.frame_set(current)
-    return {
+    document = {
         "format": JOB_FORMAT,
         "version": JOB_VERSION,
         "model": _model(scene, prefs),
@@ -162,6 +192,9 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
         "output": {"folder": "."},
         "fps": scene_fps(scene),
     }
+    if lora_records:  # only with LoRAs: a job without them reads as every earlier version wrote it
+        document["loras"] = lora_records
+    return document
 
 
 def write_job(document: dict[str, object], folder: Path, name: str = JOB_NAME) -> Path:

@@ -1,7 +1,9 @@
 """Driving a bend's parameter from baked audio features, with real Blender drivers.
 
 Each driver is ``low + (high - low) * feature`` on the bend's parameter (or one component of a vector parameter,
-by its array index), reading ``scene.bend.audio.<feature>``. It is a simple expression, so Blender evaluates it
+by its array index), reading ``scene.bend.audio.<feature>``. It lives on the bend stack (a node tree) at the
+parameter's own path, ``nodes["R1"].param``: the field shows purple, and the tree reading the Scene makes no
+dependency cycle. It is a simple expression, so Blender evaluates it
 without Python: it keeps working in files opened with "Auto Run Python Scripts" off. The artist sees and edits it
 in the Drivers editor; removing it gives the parameter back to its keyframes.
 
@@ -12,17 +14,19 @@ components, decorrelated), so a six-angle rotation moves with six independent cu
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..blender.animation import item_drivers, item_path
+from ..blender import bend_stack
+from ..blender.animation import item_drivers
 from ..blender.properties import FEATURE_LABELS, PARAM_PROPS
 from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
 
 VARIABLE = "feature"
 
 
-def _bend(context: bpy.types.Context, index: int) -> bpy.types.PropertyGroup | None:
-    settings = context.scene.bend
-    index = settings.bend_index if index < 0 else index
-    return settings.bends[index] if 0 <= index < len(settings.bends) else None
+def _bend(context: bpy.types.Context, index: int) -> bpy.types.Node | None:
+    if index < 0:
+        return bend_stack.active_bend(context.scene)
+    bends = bend_stack.bends(context.scene)
+    return bends[index] if index < len(bends) else None
 
 
 def add_feature_driver(
@@ -34,12 +38,16 @@ def add_feature_driver(
     prop: str = "param",
     component: int = -1,
 ):
-    """Create (or replace) the driver on ``prop`` (its ``component`` for a vector; -1 for a number); its F-curve."""
-    bend = scene.bend.bends[bend_name]
-    for fcurve in item_drivers(scene, bend, prop):  # by name or by index, as the UI may have added one
+    """Create (or replace) the driver on ``prop`` (its ``component`` for a vector; -1 for a number); its F-curve.
+
+    The driver is on the scene's bend stack, at the path Blender's UI gives the property.
+    """
+    tree = scene.bend.stack
+    bend = tree.nodes[bend_name]
+    for fcurve in item_drivers(bend, prop):
         if component < 0 or fcurve.array_index == component:
-            scene.animation_data.drivers.remove(fcurve)
-    fcurve = scene.driver_add(item_path(bend, prop), component)
+            tree.animation_data.drivers.remove(fcurve)
+    fcurve = bend.driver_add(prop, component)
     for modifier in list(fcurve.modifiers):  # 4.2 adds a Generator; the expression alone is the mapping
         fcurve.modifiers.remove(modifier)
     driver = fcurve.driver
@@ -55,7 +63,7 @@ def add_feature_driver(
     return fcurve
 
 
-def _check_drivable(operator: bpy.types.Operator, bend: bpy.types.PropertyGroup | None, index: int) -> bool:
+def _check_drivable(operator: bpy.types.Operator, bend: bpy.types.Node | None, index: int) -> bool:
     if bend is None:
         operator.report({"ERROR"}, f"No bend {index}: select a bend in Bend > Bends")
         return False
@@ -72,7 +80,7 @@ class _DriveDialog:
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and len(context.scene.bend.bends) > 0
+        return context.scene is not None and len(bend_stack.bends(context.scene)) > 0
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         return context.window_manager.invoke_props_dialog(self)
@@ -175,14 +183,13 @@ class BEND_OT_remove_feature_driver(bpy.types.Operator):
     index: IntProperty(name="Bend", description="The bend; -1: the active bend", default=-1)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        scene = context.scene
         bend = _bend(context, self.index)
-        drivers = [] if bend is None else [d for prop in PARAM_PROPS for d in item_drivers(scene, bend, prop)]
+        drivers = [] if bend is None else [d for prop in PARAM_PROPS for d in item_drivers(bend, prop)]
         if not drivers:
             self.report({"ERROR"}, "That bend's parameter has no driver")
             return {"CANCELLED"}
         for driver in drivers:
-            scene.animation_data.drivers.remove(driver)
+            bend.id_data.animation_data.drivers.remove(driver)
         return {"FINISHED"}
 
 

@@ -1,10 +1,12 @@
 """``bend.render`` ("Render Bent Frames" in the Render menu): evaluate the scene into a job and render it.
 
 The job is written next to the frames (``//bend/<scene name>/job.json`` by default) and rendered by the engine in
-a child process (``python -m engine render``), never in Blender's process: the UI stays responsive, GPU memory
-is freed at the end, and a crash in torch cannot take Blender down. Frames arrive as JSON-lines events; each
-one extends an image strip named after the scene, on the first free channel above the sound. The engine skips
-frames already rendered with the same parameters, so rendering again resumes.
+a child process, never in Blender's process: the UI stays responsive and a crash in torch cannot take Blender down.
+In the UI that child is the warm engine (``blender/warm_engine.py``), which keeps the model loaded between renders
+and previews; ``blender -b`` runs ``python -m engine render`` in a process of its own. Frames arrive as JSON-lines
+events; each one extends an image strip named after the scene, on the first free channel above the sound. The
+engine skips frames already rendered with the same parameters, so rendering again resumes, and a re-render after
+changing some keys renders only the frames they changed.
 
 From the UI the operator is modal: Blender's progress bar and status text follow the render, and Esc stops it
 between denoising steps, keeping every finished frame. Called from a script or with ``blender -b`` it blocks
@@ -23,6 +25,7 @@ from ..blender.engine_python import check_dependencies, engine_python
 from ..blender.engine_run import EngineRun, EngineSession
 from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
 from ..blender.status_bar import model_name
+from ..blender.warm_engine import Ticket, start_command
 from ..engine.frame_store import FrameStore, frame_file_name
 
 
@@ -85,7 +88,7 @@ class FrameStrip:
 class RenderSession(EngineSession):
     """A render run: progress over the frames to render, and the strip it keeps up to date."""
 
-    def __init__(self, scene: bpy.types.Scene, folder: Path, process: EngineProcess, model: str = "") -> None:
+    def __init__(self, scene: bpy.types.Scene, folder: Path, process: EngineProcess | Ticket, model: str = "") -> None:
         super().__init__(process)
         self.strip = FrameStrip(scene, folder)
         self.folder = folder
@@ -111,6 +114,9 @@ class RenderSession(EngineSession):
             self.loaded = True
             where = f"{event['device']} ({event['dtype']})"
             return f"Bend: model {event['model']} loaded on {where} in {event['seconds']} s"
+        if kind == "warm":  # the warm engine had the model loaded already
+            self.loaded = True
+            return f"Bend: model {event['model']} already loaded on {event['device']} ({event['dtype']})"
         if kind == "step" and self.todo:
             self.fraction = (self.done + len(event["frames"]) * event["step"] / event["steps"]) / self.todo
         elif kind == "frame":
@@ -142,8 +148,9 @@ class RenderSession(EngineSession):
     def outcome(self, code: int) -> tuple[str, str]:
         """The report level and message for the finished process (which has exited: its leftovers can go)."""
         # wait() has ended the child's whole process group, so an engine behind a wrapper writes no more either:
-        # the child's temporaries go by its pid, those of the rest of its group as a dead process's.
-        FrameStore(self.folder).remove_temporaries(pid=self.process.process.pid)
+        # the child's temporaries go by its pid, those of the rest of its group as a dead process's. A warm engine
+        # still running has finished this request: only what is provably stale goes.
+        FrameStore(self.folder).remove_temporaries(pid=None if self.process.running else self.process.pid)
         if code == 0 and (not self.started or self.done < self.todo):
             # An Engine Python that is a wrapper script can exit 0 although the engine behind it never ran or died
             return "ERROR", (
@@ -186,10 +193,10 @@ class BEND_OT_render(EngineRun, bpy.types.Operator):
         folder = output_folder(scene)
         job = build_job(scene, preferences.get(context))
         job_path = write_job(job, folder)
-        arguments = ["render", str(job_path)]
+        options = {}
         if (first, last) != (scene.frame_start, scene.frame_end):
-            arguments += ["--frames", f"{first}-{last}"]
-        process = EngineProcess(arguments, engine_python(context))
+            options["frames"] = f"{first}-{last}"
+        process = start_command("render", job, str(job_path), engine_python(context), **options)
         return RenderSession(scene, folder, process, model=job["model"]["source"])
 
 

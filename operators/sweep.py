@@ -2,9 +2,9 @@
 contact sheet beside the .blend. These are the grids of the paper's figures 1-3.
 
 The scene's settings at the current frame (prompts, noise, the other bends) make one job; its ``sweep`` section
-comes from Bend > Sweep. The engine renders it (``python -m engine sweep``) into ``sweeps/<bend>/`` in the output
-folder, so a stopped sweep resumes, and writes ``<file>_<bend>_sweep.png`` next to the .blend, which also opens
-as an image named after it.
+comes from Bend > Sweep. The engine renders it (the warm engine in the UI, ``python -m engine sweep`` with
+``blender -b``) into ``sweeps/<bend>/`` in the output folder, so a stopped sweep resumes, and writes
+``<file>_<bend>_sweep.png`` next to the .blend, which also opens as an image named after it.
 """
 
 import math
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import bpy
 
-from ..blender import preferences
+from ..blender import bend_stack, preferences
 from ..blender.engine_process import EXIT_STOPPED, EngineProcess
 from ..blender.engine_python import check_dependencies, engine_python
 from ..blender.engine_run import EngineRun, EngineSession
 from ..blender.scene_job import SceneJobError, build_job, output_folder, write_job
+from ..blender.warm_engine import Ticket, start_command
 from ..engine.catalog import OPERATORS, UNET_TARGET
 
 SWEEP_FILE = "sweep.json"
@@ -64,7 +65,7 @@ def sheet_path(scene: bpy.types.Scene, bend_name: str) -> Path:
 class SweepSession(EngineSession):
     """Progress over every tile of the sweep, and the sheet it ends with."""
 
-    def __init__(self, process: EngineProcess, sheet: Path) -> None:
+    def __init__(self, process: EngineProcess | Ticket, sheet: Path) -> None:
         super().__init__(process)
         self.sheet = sheet
         self.tiles = 0
@@ -112,13 +113,12 @@ class BEND_OT_sweep(EngineRun, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        settings = context.scene.bend
-        return 0 <= settings.bend_index < len(settings.bends)
+        return context.scene is not None and bend_stack.active_bend(context.scene) is not None
 
     def _start(self, context: bpy.types.Context) -> SweepSession:
         scene = context.scene
         check_dependencies(context)
-        bend = scene.bend.bends[scene.bend.bend_index]
+        bend = bend_stack.active_bend(scene)
         if not bend.enabled:
             raise SceneJobError(f"Bend {bend.name!r} is disabled: enable it to sweep it")
         param = OPERATORS[bend.op].param
@@ -136,7 +136,7 @@ class BEND_OT_sweep(EngineRun, bpy.types.Operator):
         document["sweep"] = sweep_section(bend, scene.bend.sweep)
         folder = output_folder(scene) / "sweeps" / bpy.path.clean_name(bend.name)
         job_path = write_job(document, folder, name=SWEEP_FILE)
-        process = EngineProcess(["sweep", str(job_path), "--sheet", str(sheet)], engine_python(context))
+        process = start_command("sweep", document, str(job_path), engine_python(context), sheet=str(sheet))
         return SweepSession(process, sheet)
 
 

@@ -8,10 +8,10 @@ import math
 
 import bpy
 
-from ..blender import compat, dependencies, preferences
+from ..blender import bend_stack, compat, dependencies, preferences
 from ..blender.animation import item_drivers
 from ..blender.audio_source import scene_fps
-from ..blender.properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS
+from ..blender.properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS, scene_model_family
 from ..blender.scene_job import output_size
 from ..engine.catalog import FEATURE_NAMES, OPERATORS
 from .dependencies import draw_missing_notice
@@ -35,8 +35,8 @@ def _draw_install_hint(layout: bpy.types.UILayout, missing: list[str]) -> bool:
     return True
 
 
-def _param_driven(scene: bpy.types.Scene, bend: bpy.types.PropertyGroup) -> bool:
-    return any(item_drivers(scene, bend, prop) for prop in PARAM_PROPS)
+def _param_driven(bend: bpy.types.Node) -> bool:
+    return any(item_drivers(bend, prop) for prop in PARAM_PROPS)
 
 
 # --- lists ---------------------------------------------------------------------------------------------------
@@ -55,8 +55,28 @@ class BEND_UL_prompts(bpy.types.UIList):
         split.prop(item, "weight", text="")
 
 
-class BEND_UL_bends(bpy.types.UIList):
+class _StackList:
+    """A list of one kind of node of the bend stack, in the stack's order (nodes have no order of their own)."""
+
+    node_type = ""
+
+    def filter_items(self, context, data, propname):
+        nodes = getattr(data, propname)
+        flags = [self.bitflag_filter_item if n.bl_idname == self.node_type else 0 for n in nodes]
+        if self.filter_name:  # the list's own search field
+            named = bpy.types.UI_UL_list.filter_items_by_name(self.filter_name, self.bitflag_filter_item, nodes, "name")
+            flags = [flag & by_name for flag, by_name in zip(flags, named, strict=True)]
+        ordered = sorted(range(len(nodes)), key=lambda i: (nodes[i].bl_idname != self.node_type, nodes[i].position))
+        order = [0] * len(nodes)
+        for rank, i in enumerate(ordered):
+            order[i] = rank
+        return flags, order
+
+
+class BEND_UL_bends(_StackList, bpy.types.UIList):
     """One bend per row: enabled, name and operator; a disabled bend reads greyed out."""
+
+    node_type = bend_stack.BEND_NODE
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         if self.layout_type == "GRID":
@@ -71,7 +91,38 @@ class BEND_UL_bends(bpy.types.UIList):
         sub.label(text=_enum_name(item, "op"))
 
 
+class BEND_UL_loras(_StackList, bpy.types.UIList):
+    """One LoRA per row: its name and its (keyframeable, drivable) weight."""
+
+    node_type = bend_stack.LORA_NODE
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        if self.layout_type == "GRID":
+            layout.alignment = "CENTER"
+            layout.label(text="", icon="BRUSHES_ALL")
+            return
+        split = layout.split(factor=0.6, align=True)
+        split.prop(item, "name", text="", emboss=False)
+        split.prop(item, "weight", text="")
+
+
 # --- panel bodies (functions, so other editors can reuse them) -----------------------------------------------
+
+
+def _draw_family(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    """The model's family and native size, read from its files, and what to change for this family."""
+    family = scene_model_family(scene)
+    if isinstance(family, str):
+        row = layout.row()
+        row.alert = True
+        row.label(text=family, icon="ERROR")
+        return
+    layout.label(text=f"{family.label}, native {family.native_size}×{family.native_size}", icon="CHECKMARK")
+    width, height = output_size(scene)
+    for note in family.advice(width, height, scene.bend.guidance):
+        row = layout.row()
+        row.alert = True
+        row.label(text=note, icon="ERROR")
 
 
 def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -89,6 +140,8 @@ def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row = col.row()
         row.alert = True
         row.label(text="Set a Model Here or in Preferences", icon="ERROR")
+    else:
+        _draw_family(col, scene)
     col.prop(settings, "mode")
 
     col = layout.column(align=True)
@@ -191,11 +244,21 @@ def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
 
 def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    """The bend stack and the active bend's settings; shared by the VSE and Graph Editor sidebars."""
+    """The bend stack and the active bend's settings; shared by the VSE and Graph Editor sidebars.
+
+    The fields are the node's own properties, so Blender colours a keyed or driven one and its keyframe dot, the
+    I key and right-click Add Driver act on the path the job reads.
+    """
     scene = context.scene
     settings = scene.bend
+    tree = settings.stack
+    # Choose a stack of this file (one appended from another, or shared between scenes).
+    layout.template_ID(settings, "stack")
     row = layout.row()
-    row.template_list("BEND_UL_bends", "", settings, "bends", settings, "bend_index", rows=4)
+    if tree is not None:
+        row.template_list("BEND_UL_bends", "", tree, "nodes", tree, "bend_list_index", rows=4)
+    else:
+        row.label(text="Add a bend to start the stack")
     col = row.column(align=True)
     col.operator("bend.bend_add", text="", icon="ADD")
     col.operator("bend.bend_remove", text="", icon="REMOVE")
@@ -205,9 +268,9 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     col.operator("bend.bend_move", text="", icon="TRIA_UP").direction = "UP"
     col.operator("bend.bend_move", text="", icon="TRIA_DOWN").direction = "DOWN"
 
-    if not 0 <= settings.bend_index < len(settings.bends):
+    bend = bend_stack.active_bend(scene)
+    if bend is None:
         return
-    bend = settings.bends[settings.bend_index]
     spec = OPERATORS[bend.op]
 
     layout.use_property_split = True
@@ -235,7 +298,7 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         sub.prop(bend, "fraction")
         sub.prop(bend, "selection_seed")
 
-    # The catalog's option keys are BendItem's property names (see BendItem.operator_options).
+    # The catalog's option keys are BendFields' property names (see BendFields.operator_options).
     for option in spec.options:
         col.prop(bend, option)
 
@@ -251,11 +314,11 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     row = col.row(align=True)
     row.operator("bend.drive_from_feature", text="Drive from Feature", icon="DRIVER")
     row.operator("bend.drive_from_embedding", text="Drive from Embedding", icon="SOUND")
-    if _param_driven(scene, bend):
+    if _param_driven(bend):
         col.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
 
 
-def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.PropertyGroup, names: tuple[str, ...]) -> None:
+def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.Node, names: tuple[str, ...]) -> None:
     """One field per component, named as the catalog names it, each with its keyframe dot; a square count (a
     4×4 matrix) as a grid, row by row."""
     side = math.isqrt(len(names))
@@ -268,6 +331,27 @@ def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.PropertyGroup
             row.use_property_split = False  # the name inside each field: a row has no room for split labels
         for i in range(start, start + per_row):
             row.prop(bend, "param_vector", index=i, text=names[i])
+
+
+def draw_loras(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The stack's LoRAs: each one's weight animates like a bend's parameter (key it, or drive it)."""
+    tree = context.scene.bend.stack
+    row = layout.row()
+    if tree is not None:
+        row.template_list("BEND_UL_loras", "", tree, "nodes", tree, "lora_list_index", rows=2)
+    else:
+        row.label(text="No LoRAs")
+    col = row.column(align=True)
+    col.operator("bend.lora_add", text="", icon="ADD")
+    col.operator("bend.lora_remove", text="", icon="REMOVE")
+    lora = bend_stack.active_lora(context.scene)
+    if lora is None:
+        return
+    layout.use_property_split = True
+    layout.use_property_decorate = True
+    col = layout.column()
+    col.prop(lora, "filepath")
+    col.prop(lora, "weight")
 
 
 def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -283,6 +367,11 @@ def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     row.scale_y = 1.3
     row.operator("bend.preview_frame", text=f"Preview Frame {context.scene.frame_current}", icon="IMAGE_DATA")
     row.operator("bend.preview_release", text="Release GPU", icon="X")
+    wm = context.window_manager  # Live Preview's state: read-only properties that operators/preview.py registers
+    live = getattr(wm, "bend_live_preview", False)
+    layout.operator("bend.live_preview", text="Live Preview", icon="PAUSE" if live else "PLAY", depress=live)
+    if status := getattr(wm, "bend_live_preview_status", ""):
+        layout.label(text=status)
 
 
 def draw_sweep(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -290,10 +379,10 @@ def draw_sweep(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     settings = context.scene.bend
     layout.use_property_split = True
     layout.use_property_decorate = False
-    if not 0 <= settings.bend_index < len(settings.bends):
+    bend = bend_stack.active_bend(context.scene)
+    if bend is None:
         layout.label(text="Add a bend to sweep it")
         return
-    bend = settings.bends[settings.bend_index]
     sweep = settings.sweep
     if OPERATORS[bend.op].takes_param:
         col = layout.column(align=True)
@@ -364,6 +453,15 @@ class BEND_PT_bends(_SequencerPanel, bpy.types.Panel):
         draw_bends(self.layout, context)
 
 
+class BEND_PT_loras(_SequencerPanel, bpy.types.Panel):
+    bl_label = "LoRAs"
+    bl_parent_id = "BEND_PT_bends"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        draw_loras(self.layout, context)
+
+
 class BEND_PT_sweep(_SequencerPanel, bpy.types.Panel):
     bl_label = "Sweep"
     bl_order = 4
@@ -392,10 +490,12 @@ class BEND_PT_render(_SequencerPanel, bpy.types.Panel):
 CLASSES = (
     BEND_UL_prompts,
     BEND_UL_bends,
+    BEND_UL_loras,
     BEND_PT_model,
     BEND_PT_prompts,
     BEND_PT_audio,
     BEND_PT_bends,
+    BEND_PT_loras,
     BEND_PT_sweep,
     BEND_PT_preview,
     BEND_PT_render,

@@ -1,4 +1,7 @@
-"""The bend stack in Blender: list operations keep each bend's animation, drivers are simple expressions."""
+"""The bend stack's operators in Blender: list operations keep each bend's animation, drivers are simple expressions.
+
+The stack itself (paths, cycles, appending) is tests/blender/test_bend_stack.py.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +10,77 @@ import bpy
 import pytest
 
 
+def _bends(scene):
+    return blender_env.extension().blender.bend_stack.bends(scene)
+
+
 def _curve_value(scene, name, frame):
     scene.frame_set(frame)
-    return scene.bend.bends[name].param
-
-
-def _key(scene, path, frame, value, prop_owner):
-    prop_owner.param = value
-    scene.keyframe_insert(path, frame=frame)
+    return scene.bend.stack.nodes[name].param
 
 
 def test_reordering_renaming_and_removing_keep_animation_with_its_bend(scene):
     for op in ("add", "multiply", "rotate_r1"):
         bpy.ops.bend.bend_add(op=op)
-    bends = scene.bend.bends
-    assert [b.name for b in bends] == ["Add", "Multiply", "R1"]
-    # Keyed the way the UI keys them: by index.
-    for i, value in enumerate((1.0, 2.0, 3.0)):
-        bends[i].param = value
-        bends[i].keyframe_insert("param", frame=5)
-    scene.bend.bend_index = 0
+    assert [b.name for b in _bends(scene)] == ["Add", "Multiply", "R1"]
+    # Keyed the way the I key keys them, at the field's own path.
+    for bend, value in zip(_bends(scene), (1.0, 2.0, 3.0), strict=True):
+        bend.param = value
+        bend.keyframe_insert("param", frame=5)
+    scene.bend.stack.active_bend = 0
     bpy.ops.bend.bend_move(direction="DOWN")
     bpy.ops.bend.bend_move(direction="DOWN")
-    assert [b.name for b in bends] == ["Multiply", "R1", "Add"]
-    for b in bends:
+    assert [b.name for b in _bends(scene)] == ["Multiply", "R1", "Add"]
+    assert scene.bend.stack.active_bend == 2  # the moved bend stays the active one
+    for b in _bends(scene):
         b.param = 0.0
     assert [_curve_value(scene, n, 5) for n in ("Add", "Multiply", "R1")] == [1.0, 2.0, 3.0]
 
-    bends["Multiply"].name = "Gain"
+    scene.bend.stack.nodes["Multiply"].name = "Gain"
     assert _curve_value(scene, "Gain", 5) == 2.0
-    bends["R1"].name = "Gain"  # names stay unique
-    assert [b.name for b in bends] == ["Gain", "Gain.001", "Add"]
+    scene.bend.stack.nodes["R1"].name = "Gain"  # names stay unique
+    assert [b.name for b in _bends(scene)] == ["Gain", "Gain.001", "Add"]
     assert _curve_value(scene, "Gain.001", 5) == 3.0
 
-    scene.bend.bend_index = 0
+    scene.bend.stack.active_bend = 0
     bpy.ops.bend.bend_remove()
-    assert [b.name for b in bends] == ["Gain.001", "Add"]
+    assert [b.name for b in _bends(scene)] == ["Gain.001", "Add"]
+    assert [b.position for b in _bends(scene)] == [0, 1]
     assert [_curve_value(scene, n, 5) for n in ("Gain.001", "Add")] == [3.0, 1.0]
-    paths = {f.data_path for f in blender_env.extension().blender.compat.action_fcurves(scene)}
-    assert not any('"Gain"]' in p for p in paths)
+    paths = {f.data_path for f in blender_env.extension().blender.compat.action_fcurves(scene.bend.stack)}
+    assert paths == {'nodes["Gain.001"].param', 'nodes["Add"].param'}
 
 
 def test_duplicate_copies_settings_keys_and_driver(scene):
     ext = blender_env.extension()
     bpy.ops.bend.bend_add(op="erode")
-    bend = scene.bend.bends[0]
+    bpy.ops.bend.bend_add(op="add")
+    scene.bend.stack.active_bend = 0
+    bend = _bends(scene)[0]
     bend.normalize_dim = "1"
     bend.param = 4.0
     bend.keyframe_insert("param", frame=3)
     ext.operators.drive.add_feature_driver(scene, bend.name, "rms", 1.0, 5.0)
     bpy.ops.bend.bend_duplicate()
-    copy = scene.bend.bends[1]
-    assert copy.name == "Erode.001" and copy.op == "erode" and copy.normalize_dim == "1"
-    assert ext.blender.compat.find_fcurve(scene, 'bend.bends["Erode.001"].param') is not None
-    assert scene.animation_data.drivers.find('bend.bends["Erode.001"].param').driver.expression == "1.0 + 4.0 * feature"
+    assert [b.name for b in _bends(scene)] == ["Erode", "Erode.001", "Add"]  # right after its source
+    copy = _bends(scene)[1]
+    assert copy.op == "erode" and copy.normalize_dim == "1" and scene.bend.stack.active_bend == 1
+    tree = scene.bend.stack
+    keys = ext.blender.compat.find_fcurve(tree, 'nodes["Erode.001"].param').keyframe_points
+    assert [tuple(k.co) for k in keys] == [(3.0, 4.0)]
+    assert tree.animation_data.drivers.find('nodes["Erode.001"].param').driver.expression == "1.0 + 4.0 * feature"
+    # The source keeps its own curves: a copy, not a move.
+    assert ext.blender.compat.find_fcurve(tree, 'nodes["Erode"].param') is not None
+    assert tree.animation_data.drivers.find('nodes["Erode"].param') is not None
 
 
 def test_feature_driver_is_simple_and_removable(scene):
     bpy.ops.bend.bend_add(op="add")
-    bend = scene.bend.bends[0]
+    bend = _bends(scene)[0]
     bend.param = 0.25
     bend.keyframe_insert("param", frame=1)
     assert bpy.ops.bend.drive_from_feature(feature="onset", low=-1.0, high=3.0) == {"FINISHED"}
-    fcurve = scene.animation_data.drivers.find('bend.bends["Add"].param')
+    fcurve = scene.bend.stack.animation_data.drivers.find(bend.path_from_id("param"))
     assert fcurve.driver.is_simple_expression and len(fcurve.modifiers) == 0
     blender_env.extension().blender.animation.write_keys(
         scene, "bend.audio.onset", [1, 2], [0.5, 0.75]

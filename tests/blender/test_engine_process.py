@@ -129,9 +129,15 @@ def test_the_dependencies_folder_is_on_the_path_of_blenders_own_python_only():
     assert str(engine_process.EXTENSION_ROOT) in engine_process.engine_path("/opt/conda/envs/sd/bin/python")
 
 
-def test_releasing_a_preview_process_that_already_exited_closes_its_pipes(tmp_path):
-    server = _module("operators.preview").PreviewProcess()
-    engine = server.start(_wrapper(tmp_path / "python-that-exits", "import sys\nsys.exit(3)\n"))
-    engine.process.wait(timeout=EVENT_SECONDS)
-    assert server.release() is False  # nothing was running any more
+def test_releasing_an_engine_process_that_already_exited_closes_its_pipes(tmp_path):
+    warm = _module("blender.warm_engine").WarmEngine()
+    ticket = warm.request(
+        {"request": "render"},
+        _wrapper(tmp_path / "python-that-exits", "import sys\nsys.stdin.readline()\nsys.exit(3)\n"),
+        "k",
+    )
+    engine = ticket.engine
+    assert ticket.get(timeout=EVENT_SECONDS) is None  # its stream ended without an answer
+    assert ticket.wait() == 3  # the request's code is the process's own
+    assert warm.release() is False  # nothing was running any more
     assert engine.process.stdin.closed and engine.process.returncode == 3

@@ -336,11 +336,13 @@ def deps(monkeypatch):
 
 
 def add_bend(scene, name: str = "Bend", **values):
-    bend = scene.bend.bends.add()
-    bend.name = name
+    """A bend node at the end of the scene's stack (made without the operator), and the active one."""
+    stack = ext().blender.bend_stack
+    tree = stack.ensure_stack(scene)
+    bend = stack.new_node(tree, stack.BEND_NODE, name)
     for key, value in values.items():
         setattr(bend, key, value)
-    scene.bend.bend_index = len(scene.bend.bends) - 1
+    tree.active_bend = bend.position
     return bend
 
 
@@ -361,7 +363,7 @@ def test_recorder_catches_a_typo_inside_a_draw_function(scene, monkeypatch):
     monkeypatch.setitem(
         ext().engine.catalog.OPERATORS, "rotate_plane", type(spec)(spec.name, spec.summary, options=("planee",))
     )
-    scene.bend.bends[0].op = "rotate_plane"
+    ext().blender.bend_stack.bends(scene)[0].op = "rotate_plane"
     with pytest.raises(LayoutError, match="planee"):
         draw_fn(module("panels.sequencer").draw_bends, bpy.context)
 
@@ -414,7 +416,11 @@ def test_recorder_tracks_inherited_state(scene):
 def test_sequencer_panels_in_order():
     seq = module("panels.sequencer")
     expected = ["Model", "Prompts", "Audio", "Bends", "Sweep", "Preview", "Render"]
-    panels = sorted((c for c in panel_classes() if c.bl_space_type == "SEQUENCE_EDITOR"), key=lambda c: c.bl_order)
+    ours = [c for c in panel_classes() if c.bl_space_type == "SEQUENCE_EDITOR"]
+    panels = sorted((c for c in ours if not getattr(c, "bl_parent_id", "")), key=lambda c: c.bl_order)
+    assert [(c.bl_label, c.bl_parent_id) for c in ours if getattr(c, "bl_parent_id", "")] == [
+        ("LoRAs", "BEND_PT_bends")
+    ]
     assert [c.bl_label for c in panels] == expected
     for cls in panels:
         assert (cls.bl_region_type, cls.bl_category) == ("UI", "Bend")
@@ -690,9 +696,18 @@ def test_audio_panel_shows_animated_features(scene, deps):
 
 def test_bends_panel_empty(scene, deps):
     rec = draw_panel(panel("BEND_PT_bends"))
-    [lst] = rec.named("template_list")
-    assert (lst["listtype_name"], lst["propname"], lst["active_propname"]) == ("BEND_UL_bends", "bends", "bend_index")
+    assert rec.named("template_list") == []  # no stack yet: Add Bend makes one
+    [chooser] = rec.named("template_ID")
+    assert (chooser["data"], chooser["property"]) == (scene.bend, "stack")  # or pick one appended from a file
     assert rec.props() == []
+    add_bend(scene)
+    [lst] = draw_panel(panel("BEND_PT_bends")).named("template_list")
+    assert (lst["listtype_name"], lst["dataptr"], lst["propname"], lst["active_propname"]) == (
+        "BEND_UL_bends",
+        scene.bend.stack,
+        "nodes",
+        "bend_list_index",
+    )
     ops = rec.operators()
     assert {"bend.bend_add", "bend.bend_remove", "bend.bend_duplicate"} <= set(ops)
     moves = [c.result.direction for c in rec.named("operator") if c["operator"] == "bend.bend_move"]
@@ -701,41 +716,74 @@ def test_bends_panel_empty(scene, deps):
 
 def test_bends_panel_active_index_out_of_range(scene, deps):
     add_bend(scene)
-    scene.bend.bend_index = 5
+    scene.bend.stack.active_bend = 5
     assert draw_panel(panel("BEND_PT_bends")).props() == []
 
 
 def test_bend_rows(scene, deps):
-    add_bend(scene, "On")
-    add_bend(scene, "Off", enabled=False, op="erode")
-    recordings = draw_items("BEND_UL_bends", scene.bend, "bends", "bend_index")
+    on_bend = add_bend(scene, "On")
+    off_bend = add_bend(scene, "Off", enabled=False, op="erode")
+    recordings = draw_items("BEND_UL_bends", scene.bend.stack, "nodes", "bend_list_index")
     on, off = recordings[0], recordings[1]
     assert on.props() == ["enabled", "name"] and off.props() == ["enabled", "name"]
     assert "Erode" in off.labels()
-    assert off.prop_call(scene.bend.bends[1], "name").state["active"] is False
-    assert on.prop_call(scene.bend.bends[0], "name").state["active"] is True
+    assert off.prop_call(off_bend, "name").state["active"] is False
+    assert on.prop_call(on_bend, "name").state["active"] is True
+
+
+def test_stack_lists_show_their_own_nodes_in_stack_order(scene, deps):
+    stack = ext().blender.bend_stack
+    first, second = add_bend(scene, "First"), add_bend(scene, "Second")
+    lora = stack.new_node(scene.bend.stack, stack.LORA_NODE, "Style")
+    assert stack.move(second, -1)  # Second applies first now, whatever the order of tree.nodes
+    nodes = scene.bend.stack.nodes
+    for list_name, shown in (("BEND_UL_bends", [second, first]), ("BEND_UL_loras", [lora])):
+        ui_list = getattr(bpy.types, list_name)
+        fake = types.SimpleNamespace(bitflag_filter_item=1 << 30, node_type=ui_list.node_type, filter_name="")
+        flags, order = ui_list.filter_items(fake, bpy.context, scene.bend.stack, "nodes")
+        visible = sorted((i for i, flag in enumerate(flags) if flag), key=lambda i: order[i])
+        assert [nodes[i] for i in visible] == shown, list_name
+    searched = types.SimpleNamespace(bitflag_filter_item=1 << 30, node_type=stack.BEND_NODE, filter_name="sec*")
+    flags, _ = bpy.types.BEND_UL_bends.filter_items(searched, bpy.context, scene.bend.stack, "nodes")
+    assert [nodes[i] for i, flag in enumerate(flags) if flag] == [second]  # the list's search field
+    scene.bend.stack.bend_list_index = list(nodes).index(first)  # a click on a row
+    assert stack.active_bend(scene) == first and scene.bend.stack.active_bend == 1
+
+
+def test_loras_panel(scene, deps):
+    rec = draw_panel(panel("BEND_PT_loras"))
+    assert {"bend.lora_add", "bend.lora_remove"} <= set(rec.operators()) and rec.props() == []
+    bpy.ops.bend.lora_add(filepath="/loras/Style.safetensors")
+    lora = ext().blender.bend_stack.active_lora(scene)
+    rec = draw_panel(panel("BEND_PT_loras"))
+    [lst] = rec.named("template_list")
+    names = (lst["listtype_name"], lst["propname"], lst["active_propname"])
+    assert names == ("BEND_UL_loras", "nodes", "lora_list_index")
+    assert rec.props(lora) == ["filepath", "weight"]
+    assert rec.prop_call(lora, "weight").state["use_property_decorate"] is True  # its keyframe dot
+    [row] = draw_items("BEND_UL_loras", scene.bend.stack, "nodes", "lora_list_index")[:1]
+    assert row.props(lora) == ["name", "weight"]
 
 
 @pytest.mark.parametrize("op", list(blender_env.extension().engine.catalog.OPERATORS))
 def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
     catalog = ext().engine.catalog
     spec = catalog.OPERATORS[op]
-    path_of = ext().blender.properties.bend_data_path
     bend = add_bend(scene, "First")
-    add_bend(scene, "Second")
-    scene.bend.bend_index = 0
+    second = add_bend(scene, "Second")
+    scene.bend.stack.active_bend = 0
     bend.op = op
-    option_props = set(catalog.OPTIONS)  # BendItem has one property per option key
+    option_props = set(catalog.OPTIONS)  # BendFields has one property per option key
     for place in ("LATENT", "UNET"):
         for selection in catalog.SELECTIONS:
             for driven in (False, True):
                 bend.place, bend.selection = place, selection
                 if driven:
-                    scene.driver_add(path_of(bend.name))
+                    bend.driver_add("param")  # as right-click Add Driver does
                 for cls in (panel("BEND_PT_bends"), panel("BEND_PT_graph_bends")):
                     rec = draw_panel(cls)
                     drawn = rec.props(bend)
-                    assert rec.props(scene.bend.bends[1]) == []  # only the active bend's settings
+                    assert rec.props(second) == []  # only the active bend's settings
                     assert {"op", "place", "selection"} <= set(drawn)
                     assert ("latent_layer" in drawn) is (place == "LATENT")
                     assert (
@@ -760,7 +808,7 @@ def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
                     assert ("bend.drive_from_embedding" in ops) is spec.takes_param
                     assert ("bend.remove_feature_driver" in ops) is (spec.takes_param and driven)
                 if driven:
-                    scene.driver_remove(path_of(bend.name))
+                    bend.driver_remove("param")
 
 
 def test_bends_panel_flags_a_layer_past_the_last_step(scene, deps):
@@ -797,8 +845,8 @@ def test_preview_panel(scene, deps):
     scene.frame_current = 7
     rec = draw_panel(panel("BEND_PT_preview"))
     assert {"steps", "scale", "compare"} <= set(rec.props())
-    assert rec.operators() == ["bend.preview_frame", "bend.preview_release"]
-    assert [c["text"] for c in rec.named("operator")] == ["Preview Frame 7", "Release GPU"]
+    assert rec.operators() == ["bend.preview_frame", "bend.preview_release", "bend.live_preview"]
+    assert [c["text"] for c in rec.named("operator")] == ["Preview Frame 7", "Release GPU", "Live Preview"]
 
 
 def test_sweep_panel(scene, deps):
@@ -807,7 +855,7 @@ def test_sweep_panel(scene, deps):
     rec = draw_panel(panel("BEND_PT_sweep"))
     assert {"value_start", "value_end", "columns", "include_end", "layers"} <= set(rec.props())
     assert [c["text"] for c in rec.named("operator")] == ["Sweep R1"]
-    scene.bend.bends[0].op = "reflect"  # no parameter: layers only
+    scene.bend.stack.nodes["R1"].op = "reflect"  # no parameter: layers only
     rec = draw_panel(panel("BEND_PT_sweep"))
     assert "value_start" not in rec.props() and "layers" in rec.props()
 

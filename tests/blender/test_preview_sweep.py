@@ -15,8 +15,8 @@ def _prefs():
     return bpy.context.preferences.addons[blender_env.MODULE].preferences
 
 
-def _preview():
-    return blender_env.extension().operators.preview
+def _engine():
+    return blender_env.extension().blender.warm_engine.ENGINE
 
 
 def _read(path) -> np.ndarray:
@@ -26,27 +26,27 @@ def _read(path) -> np.ndarray:
 
 @pytest.fixture
 def bent_scene(scene, tmp_path):
-    """A saved tiny-random scene (64×64, 2 steps) with R1 at layer 0; the preview process is released after."""
+    """A saved tiny-random scene (64×64, 2 steps) with R1 at layer 0; the engine process is released after."""
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "bent.blend"))
     _prefs().model_source = "tiny-random"
     scene.bend.steps = 2
     scene.bend.batch_size = 1
     bpy.ops.bend.bend_add(op="rotate_r1")
-    scene.bend.bends[0].param = 1.0
+    scene.bend.stack.nodes["R1"].param = 1.0
     scene.frame_set(3)
     yield scene
-    _preview().SERVER.release()
+    _engine().release()
 
 
 def test_preview_shows_the_frame_keeps_the_process_warm_and_touches_no_output(bent_scene, tmp_path):
-    server = _preview().SERVER
+    server = _engine()
     bent_scene.bend.preview.scale = 50
     assert bpy.ops.bend.preview_frame() == {"FINISHED"}
     image = bpy.data.images["Bend Preview"]
     assert tuple(image.size) == (32, 32)  # 50% of 64×64
     pid = server.engine.process.pid
 
-    bent_scene.bend.bends[0].param = 2.0  # the artist turns the knob: the model stays loaded
+    bent_scene.bend.stack.nodes["R1"].param = 2.0  # the artist turns the knob: the model stays loaded
     bent_scene.bend.preview.compare = True
     assert bpy.ops.bend.preview_frame() == {"FINISHED"}
     assert server.engine.process.pid == pid
@@ -66,7 +66,7 @@ def test_preview_shows_the_frame_keeps_the_process_warm_and_touches_no_output(be
 
 
 def test_the_preview_process_is_released_after_the_idle_time(bent_scene):
-    server = _preview().SERVER
+    server = _engine()
     assert bpy.ops.bend.preview_frame() == {"FINISHED"}
     assert server.release_if_idle(600) is not None and server.running
     assert server.release_if_idle(0) is None and not server.running
@@ -78,11 +78,11 @@ def test_preview_errors_name_the_setting_and_keep_the_server(bent_scene):
     with pytest.raises(RuntimeError, match="Frame 40 is outside the scene's range 1-12"):
         bpy.ops.bend.preview_frame()
     bent_scene.frame_set(3)
-    bent_scene.bend.bends[0].op = "invert"
-    bent_scene.bend.bends[0].param = 0.0
+    bent_scene.bend.stack.nodes["R1"].op = "invert"
+    bent_scene.bend.stack.nodes["R1"].param = 0.0
     with pytest.raises(RuntimeError, match=r"Preview failed: .*'R1' \(invert\) at frame 3: .* divides by zero"):
         bpy.ops.bend.preview_frame()
-    assert _preview().SERVER.running  # a bad setting does not cost the warm model
+    assert _engine().running  # a bad setting does not cost the warm model
 
 
 def test_sweep_writes_a_labelled_sheet_beside_the_blend_whose_tiles_are_renders(bent_scene, tmp_path):
@@ -95,7 +95,7 @@ def test_sweep_writes_a_labelled_sheet_beside_the_blend_whose_tiles_are_renders(
     assert sorted(p.name for p in rows.glob("row_*")) == ["row_00-sweep", "row_01-sweep"]
 
     # Tile (layer 2, angle π/2) is the frame an ordinary render makes with those settings.
-    bend = bent_scene.bend.bends[0]
+    bend = bent_scene.bend.stack.nodes["R1"]
     bend.latent_layer, bend.param = 2, math.pi / 2
     assert bpy.ops.bend.render(frame_start=3, frame_end=3) == {"FINISHED"}
     rendered = _read(tmp_path / "bend" / bent_scene.name / "frame_00003.png")

@@ -36,7 +36,7 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
     ext.blender.animation.write_keys(scene, "bend.audio.rms", frames, FEATURE)  # as a bake writes them
     bpy.ops.bend.bend_add(op="add")
     bpy.ops.bend.bend_add(op="multiply")
-    driven, control = scene.bend.bends
+    driven, control = ext.blender.bend_stack.bends(scene)
     assert bpy.ops.bend.drive_from_feature(index=0, feature="rms", low=LOW, high=HIGH) == {"FINISHED"}
     python = ext.operators.drive.add_feature_driver(scene, control.name, "rms", LOW, HIGH)
     python.driver.expression = f"({python.driver.expression}).real"
@@ -49,8 +49,8 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
     try:
         assert bpy.context.preferences.filepaths.use_scripts_auto_execute is False
         scene = bpy.context.scene
-        driven, control = scene.bend.bends
-        fcurve = scene.animation_data.drivers.find(f'bend.bends["{driven.name}"].param')
+        driven, control = ext.blender.bend_stack.bends(scene)
+        fcurve = scene.bend.stack.animation_data.drivers.find(driven.path_from_id("param"))
         assert fcurve.driver.is_simple_expression
         rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
         for frame in (4, 1, 6, 2, 5, 3):  # out of order: each value comes from its own frame

@@ -42,6 +42,11 @@ def ext():
     return blender_env.extension()
 
 
+def _bends(scene):
+    """The scene's bends in stack order."""
+    return ext().blender.bend_stack.bends(scene)
+
+
 def _prefs():
     return bpy.context.preferences.addons[blender_env.MODULE].preferences
 
@@ -105,7 +110,7 @@ def test_every_operator_in_the_catalog_goes_through_the_panel_into_a_job_the_eng
     expected = {}
     for i, (op, spec) in enumerate(catalog.OPERATORS.items()):
         assert bpy.ops.bend.bend_add(op=op) == {"FINISHED"}
-        bend = scene.bend.bends[-1]
+        bend = _bends(scene)[-1]
         options = _option_values(spec)
         for option in spec.option_specs:
             _set_option(bend, option, options[option.name])
@@ -142,7 +147,7 @@ def test_every_operator_in_the_catalog_goes_through_the_panel_into_a_job_the_eng
 
 def test_an_option_outside_the_catalog_range_is_clamped_by_its_property(scene):
     bpy.ops.bend.bend_add(op="gaussian_noise")
-    bend = scene.bend.bends[0]
+    bend = _bends(scene)[0]
     bend.seed = -5  # the catalog's lower bound 0 is the property's
     assert bend.seed == 0 and bend.operator_options() == {"seed": 0}
     bend.seed = 41
@@ -152,7 +157,7 @@ def test_an_option_outside_the_catalog_range_is_clamped_by_its_property(scene):
 def test_adding_a_vector_bend_starts_at_its_neutral_value(scene):
     bpy.ops.bend.bend_add(op="contract")
     bpy.ops.bend.bend_add(op="clamp")
-    contract, clamp = scene.bend.bends
+    contract, clamp = _bends(scene)
     assert contract.param_value() == [1.0 if i == j else 0.0 for i in range(4) for j in range(4)]
     assert clamp.param_value() == [-1.0, 1.0]
 
@@ -160,16 +165,16 @@ def test_adding_a_vector_bend_starts_at_its_neutral_value(scene):
 def test_a_keyed_vector_component_lands_in_the_job_per_frame(scene, tmp_path):
     bpy.ops.bend.bend_add(op="add")
     bpy.ops.bend.bend_add(op="rotate_six")
-    bend = scene.bend.bends["Rotate Six"]
-    # Keyed as the Graph Editor keys it: one component, by index path, with its array index.
+    bend = scene.bend.stack.nodes["Rotate Six"]
+    # Keyed as the Graph Editor keys it: one component, with its array index.
     for frame, value in ((1, 0.0), (5, 1.0), (12, -0.5)):
         bend.param_vector[2] = value
         assert bend.keyframe_insert("param_vector", index=2, frame=frame)
-    curves = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path.endswith("param_vector")]
+    curves = [f for f in ext().blender.compat.action_fcurves(scene.bend.stack) if f.data_path.endswith("param_vector")]
     assert [f.array_index for f in curves] == [2]  # only that component is animated
-    scene.bend.bend_index = 1
+    scene.bend.stack.active_bend = 1
     bpy.ops.bend.bend_move(direction="UP")  # the animation stays with its bend
-    assert [b.name for b in scene.bend.bends] == ["Rotate Six", "Add"]
+    assert [b.name for b in _bends(scene)] == ["Rotate Six", "Add"]
 
     job = _build(scene)
     angles = [frame["bends"]["Rotate Six"] for frame in job["frames"]]
@@ -184,9 +189,9 @@ def test_a_keyed_vector_component_lands_in_the_job_per_frame(scene, tmp_path):
 
 def test_a_non_finite_component_names_the_bend_the_frame_and_the_component(scene):
     bpy.ops.bend.bend_add(op="contract")
-    bend = scene.bend.bends[0]
+    bend = _bends(scene)[0]
     bend.keyframe_insert("param_vector", index=5, frame=1)
-    [fcurve] = ext().blender.compat.action_fcurves(scene)
+    [fcurve] = ext().blender.compat.action_fcurves(scene.bend.stack)
     fcurve.keyframe_points[0].co = (1.0, math.nan)  # a broken key; the field itself clamps to finite numbers
     with pytest.raises(ext().blender.scene_job.SceneJobError, match=r"Bend 'Contract' at frame 1: m11 is nan"):
         _build(scene)
@@ -194,16 +199,18 @@ def test_a_non_finite_component_names_the_bend_the_frame_and_the_component(scene
 
 def test_duplicating_a_vector_bend_copies_each_components_keys_and_drivers(scene):
     bpy.ops.bend.bend_add(op="rotate_six")
-    bend = scene.bend.bends[0]
+    bend = _bends(scene)[0]
     for frame, value in ((1, 0.5), (9, 2.0)):
         bend.param_vector[4] = value
         bend.keyframe_insert("param_vector", index=4, frame=frame)
     ext().operators.drive.add_feature_driver(scene, bend.name, "embed_1", 0.0, 3.0, "param_vector", 1)
     bpy.ops.bend.bend_duplicate()
-    copy_path = 'bend.bends["Rotate Six.001"].param_vector'
-    keyed = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path == copy_path]
+    tree = scene.bend.stack
+    copy_path = 'nodes["Rotate Six.001"].param_vector'
+    assert tree.nodes["Rotate Six.001"].path_from_id("param_vector") == copy_path
+    keyed = [f for f in ext().blender.compat.action_fcurves(tree) if f.data_path == copy_path]
     assert [(f.array_index, [tuple(k.co) for k in f.keyframe_points]) for f in keyed] == [(4, [(1.0, 0.5), (9.0, 2.0)])]
-    driven = [d for d in scene.animation_data.drivers if d.data_path == copy_path]
+    driven = [d for d in tree.animation_data.drivers if d.data_path == copy_path]
     assert [(d.array_index, d.driver.expression) for d in driven] == [(1, "0.0 + 3.0 * feature")]
 
 
@@ -212,19 +219,19 @@ def test_drive_from_feature_drives_one_component_of_a_vector(scene):
     with pytest.raises(RuntimeError, match=r"components 0 to 1 \(low, high\): set Component below 2"):
         bpy.ops.bend.drive_from_feature(feature="rms", component=2)
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=1.0, high=2.0, component=1) == {"FINISHED"}
-    [driver] = scene.animation_data.drivers
-    assert (driver.data_path, driver.array_index) == ('bend.bends["Clamp"].param_vector', 1)
+    [driver] = scene.bend.stack.animation_data.drivers
+    assert (driver.data_path, driver.array_index) == ('nodes["Clamp"].param_vector', 1)
     ext().blender.animation.write_keys(scene, "bend.audio.rms", [1, 2], [0.5, 0.75])  # as a bake does
     scene.frame_set(1)
-    assert scene.bend.bends[0].param_value() == pytest.approx([-1.0, 1.5])
+    assert _bends(scene)[0].param_value() == pytest.approx([-1.0, 1.5])
 
 
-def test_remove_driver_also_finds_drivers_the_ui_keyed_by_index(scene):
+def test_remove_driver_also_finds_drivers_the_ui_added(scene):
     bpy.ops.bend.bend_add(op="rotate_six")
-    bend = scene.bend.bends[0]
-    bend.driver_add("param_vector", 3)  # what the UI's Add Driver makes: bend.bends[0].param_vector
+    bend = _bends(scene)[0]
+    bend.driver_add("param_vector", 3)  # what the UI's Add Driver makes
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}
-    assert len(scene.animation_data.drivers) == 0
+    assert len(scene.bend.stack.animation_data.drivers) == 0
 
 
 @needs_audio
@@ -237,12 +244,12 @@ def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_pat
     bpy.ops.bend.bend_add(op="rotate_six")
     bpy.ops.bend.bend_add(op="contract")
     bpy.ops.bend.bend_add(op="multiply")
-    six, contract, multiply = scene.bend.bends
+    six, contract, multiply = _bends(scene)
     for index in range(3):
         assert bpy.ops.bend.drive_from_embedding(index=index, low=-1.0, high=2.0, around_default=index == 1) == {
             "FINISHED"
         }
-    drivers = scene.animation_data.drivers
+    drivers = scene.bend.stack.animation_data.drivers
     assert len(drivers) == 6 + catalog.EMBEDDING_COMPONENTS + 1
     assert all(d.driver.is_simple_expression and d.driver.is_valid for d in drivers)
     contract.param_vector[15] = 0.5  # past the embedding's 8 curves: the artist's own value stays
@@ -265,7 +272,7 @@ def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_pat
     scene.frame_set(11)
     assert job["frames"][10]["bends"]["Rotate Six"] == pytest.approx(six.param_value(), abs=1e-6)
 
-    scene.bend.bend_index = 0
+    scene.bend.stack.active_bend = 0
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}
     assert len(drivers) == catalog.EMBEDDING_COMPONENTS + 1  # all six of that bend, and only those
 
@@ -295,7 +302,7 @@ def test_a_vector_bend_renders(scene, tmp_path):
     scene.bend.steps = 2
     scene.frame_end = 2
     bpy.ops.bend.bend_add(op="rotate_six")
-    bend = scene.bend.bends[0]
+    bend = _bends(scene)[0]
     for frame, value in ((1, 0.0), (2, 1.5)):
         bend.param_vector[0] = value
         bend.keyframe_insert("param_vector", index=0, frame=frame)

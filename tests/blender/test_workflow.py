@@ -45,7 +45,7 @@ def test_song_to_video(scene, tmp_path):
     rms = compat.find_fcurve(scene, "bend.audio.rms")
     assert len(rms.keyframe_points) == 12 and all(k.interpolation == "LINEAR" for k in rms.keyframe_points)
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=0.0, high=2 * math.pi) == {"FINISHED"}
-    driver = scene.animation_data.drivers.find('bend.bends["R1"].param')
+    driver = scene.bend.stack.animation_data.drivers.find('nodes["R1"].param')
     assert driver.driver.is_simple_expression
 
     assert bpy.ops.bend.render() == {"FINISHED"}
@@ -78,10 +78,10 @@ def test_render_into_the_vse_without_sound(scene, tmp_path):
     """What 4.2's bpy module (no audio) can run: keyframed bend, render, strip, sub-range, resume."""
     compat = blender_env.extension().blender.compat
     _setup_render(scene, tmp_path)
-    bend = scene.bend.bends["R1"]
+    bend = scene.bend.stack.nodes["R1"]
     for frame, value in ((1, 0.0), (12, 3.0)):
         bend.param = value
-        scene.keyframe_insert('bend.bends["R1"].param', frame=frame)
+        bend.keyframe_insert("param", frame=frame)  # what the I key does over the field
     assert bpy.ops.bend.render(frame_start=4, frame_end=6) == {"FINISHED"}
     folder = tmp_path / "bend" / scene.name
     assert sorted(p.name for p in folder.glob("frame_*.png")) == [f"frame_{f:05d}.png" for f in (4, 5, 6)]
@@ -92,7 +92,7 @@ def test_render_into_the_vse_without_sound(scene, tmp_path):
     manifest = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in manifest] == [4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 11, 12]
     job = json.loads((folder / "job.json").read_text())
-    curve = compat.find_fcurve(scene, 'bend.bends["R1"].param') or compat.find_fcurve(scene, "bend.bends[0].param")
+    curve = compat.find_fcurve(scene.bend.stack, 'nodes["R1"].param')
     assert [f["bends"]["R1"] for f in job["frames"]] == pytest.approx([curve.evaluate(f) for f in range(1, 13)])
     assert job["frames"][0]["bends"]["R1"] == 0.0 and job["frames"][-1]["bends"]["R1"] == pytest.approx(3.0)
 
@@ -116,7 +116,7 @@ def test_settings_survive_save_and_reload(scene, tmp_path):
     _setup_render(scene, tmp_path)
     scene.bend.mode = "img2img"
     scene.bend.guidance = 5.5
-    bend = scene.bend.bends["R1"]
+    bend = scene.bend.stack.nodes["R1"]
     bend.place = "UNET"
     bend.unet_target = "up_blocks.1"
     blender_env.extension().operators.drive.add_feature_driver(scene, "R1", "onset", 0.5, 2.0)
@@ -127,9 +127,9 @@ def test_settings_survive_save_and_reload(scene, tmp_path):
     scene = bpy.context.scene
     assert scene.bend.mode == "img2img" and scene.bend.guidance == pytest.approx(5.5)
     assert scene.bend.prompts[0].text == "a floating orb"
-    bend = scene.bend.bends["R1"]
+    bend = scene.bend.stack.nodes["R1"]
     assert (bend.op, bend.place, bend.unet_target) == ("rotate_r1", "UNET", "up_blocks.1")
-    driver = scene.animation_data.drivers.find('bend.bends["R1"].param')
+    driver = scene.bend.stack.animation_data.drivers.find('nodes["R1"].param')
     assert driver.driver.expression == "0.5 + 1.5 * feature" and driver.driver.is_simple_expression
     assert driver.driver.variables[0].targets[0].data_path == "bend.audio.onset"
     rms = compat.find_fcurve(scene, "bend.audio.rms")

@@ -33,7 +33,9 @@ from real_ui import (
     run,
     screenshot,
     settled,
+    state_colour_run,
     status_bar_height,
+    theme_state_colour,
     wait_for,
     window,
 )
@@ -46,7 +48,51 @@ PREVIEW_FRAME = 5
 HEADER_TOP = 16
 HEADER_PITCH = 28
 
+# The Parameter field is about 150 px wide in a default sidebar; text inside it breaks a run only on some rows.
+FIELD_RUN = 60
+
 # --- the session -------------------------------------------------------------------------------------------
+
+
+def check_driven_colour(scene, sequencer, sidebar):
+    """The workflow drove R1 from RMS: its Parameter field must be drawn in the theme's driven colour (purple), and
+    lose it when the driver goes (so the colour is the field's, not something else on screen). Then the same
+    driver goes back on, for the render."""
+    ext = extension()
+    bend = ext.blender.bend_stack.active_bend(scene)
+    tree = scene.bend.stack
+    path = bend.path_from_id("param")
+    [driver] = [d for d in tree.animation_data.drivers if d.data_path == path] or [None]
+    if not checks.check(driver is not None, f"no driver on {path!r} of {tree.name!r}: the UI's path is not driven"):
+        return
+    # Driven against the other states a field can be in (keyed, animated, overridden, changed).
+    others = ("inner_key", "inner_anim", "inner_overridden", "inner_changed")
+    run = state_colour_run(sidebar, "inner_driven", others) if sidebar else 0
+    log(f"driven colour {theme_state_colour('inner_driven')}: longest run {run} px in sidebar_bend_lower.png")
+    checks.check(
+        run >= FIELD_RUN,
+        f"the driven Parameter of {bend.name!r} is not drawn in the theme's driven colour "
+        f"{theme_state_colour('inner_driven')} (longest run {run} px, want {FIELD_RUN}); see sidebar_bend_lower.png",
+    )
+    expression, feature = driver.driver.expression, driver.driver.variables[0].targets[0].data_path
+    with override(sequencer):
+        bpy.ops.bend.remove_feature_driver()
+    checks.check(not tree.animation_data.drivers, "Remove Driver left a driver on the stack")
+    sequencer.tag_redraw()  # a change made from a timer redraws nothing by itself
+    yield 0.5
+    yield from settled(sequencer)
+    undriven = crop_region(screenshot("window_bend_tab_undriven"), "sidebar_bend_undriven", sequencer, "UI")
+    run_after = state_colour_run(undriven, "inner_driven", others) if undriven else FIELD_RUN
+    checks.check(
+        run_after < FIELD_RUN,
+        f"the driven colour stays after the driver was removed (run {run_after} px): it is not the Parameter's",
+    )
+    # Back as it was: "low + span * feature" (operators/drive.py's expression).
+    low, span = (float(part.split(" * ")[0]) for part in expression.split(" + "))
+    ext.operators.drive.add_feature_driver(scene, bend.name, feature.rpartition(".")[2], low, low + span)
+    sequencer.tag_redraw()
+    yield 0.5
+    yield from settled(sequencer)
 
 
 def session():
@@ -60,7 +106,8 @@ def session():
     scene.bend.steps = STEPS
     scene.bend.batch_size = 1
     scene.bend.output_folder = str(RENDER_FOLDER)
-    checks.check(len(scene.bend.bends) > 0, "the workflow's .blend has no bend")
+    bends = extension().blender.bend_stack.bends(scene)
+    checks.check(len(bends) > 0, "the workflow's .blend has no bend")
 
     # The biggest area becomes the Sequencer, the next an Image Editor for the preview.
     by_size = sorted(window().screen.areas, key=lambda a: a.width * a.height, reverse=True)
@@ -99,7 +146,8 @@ def session():
         else:
             checks.fail(f"clicking panel header {k + 1} of the Bend tab changed nothing")
     shot = screenshot("window_bend_tab_lower")
-    crop_region(shot, "sidebar_bend_lower", sequencer, "UI")
+    sidebar = crop_region(shot, "sidebar_bend_lower", sequencer, "UI")
+    yield from check_driven_colour(scene, sequencer, sidebar)
     # Render Bent Frames, modal; the status bar is caught after the first frame and before the last.
     log("render: bend.render('INVOKE_DEFAULT')")
     with override(sequencer):

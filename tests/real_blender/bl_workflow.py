@@ -107,7 +107,7 @@ def workflow(checks: Checks) -> str:
     call(bpy.ops.bend.prompt_add)
     scene.bend.prompts[scene.bend.prompt_index].text = "a floating orb"
     call(bpy.ops.bend.bend_add, op="rotate_r1")
-    bend = scene.bend.bends[scene.bend.bend_index]
+    bend = ext.blender.bend_stack.active_bend(scene)
     bend.place, bend.latent_layer = "LATENT", 0
     call(bpy.ops.bend.drive_from_feature, feature="rms", low=0.0, high=R1_HIGH)
 

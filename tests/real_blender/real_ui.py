@@ -121,6 +121,65 @@ def check_not_blank(path: Path) -> None:
     checks.check(spread > 0.01, f"{path.name} is blank (standard deviation {spread}); see {path}")
 
 
+def theme_state_colour(name: str) -> tuple[int, int, int]:
+    """A colour of the theme's animation states (``inner_driven``, ``inner_key`` ...) as 8-bit RGB."""
+    colour = getattr(bpy.context.preferences.themes[0].user_interface.wcol_state, name)
+    return tuple(round(c * 255) for c in colour[:3])
+
+
+def hue(rgb: tuple[int, int, int]) -> float | None:
+    """The hue in degrees of a clearly coloured pixel; None for greys and near-greys (the UI's own colours)."""
+    high, low = max(rgb), min(rgb)
+    if high == 0 or (high - low) < 48 or (high - low) / high < 0.35:
+        return None
+    r, g, b = rgb
+    if high == r:
+        angle = 60 * ((g - b) / (high - low))
+    elif high == g:
+        angle = 60 * ((b - r) / (high - low)) + 120
+    else:
+        angle = 60 * ((r - g) / (high - low)) + 240
+    return angle % 360
+
+
+def state_colour_run(path: Path, state: str, others: tuple[str, ...]) -> int:
+    """The longest horizontal run of pixels in a PNG whose hue is nearest the theme's ``state`` colour among
+    ``state`` and ``others`` (and within 25 degrees of it): a field drawn in that state is a run as wide as the field.
+
+    Hue, not the exact colour: Blender mixes the state colour into the widget's own (``wcol_state.blend``), so the
+    pixels are a shade of it that depends on the widget and the version.
+    """
+    hues = {name: hue(theme_state_colour(name)) for name in (state, *others)}
+    size = subprocess.run(["identify", "-format", "%w %h", str(path)], capture_output=True, text=True)
+    done = subprocess.run(["convert", str(path), "-depth", "8", "rgb:-"], capture_output=True)
+    if size.returncode != 0 or done.returncode != 0 or hues[state] is None:
+        checks.fail(f"could not read the pixels of {path.name}, or the theme's {state} colour is grey")
+        return 0
+
+    def distance(a: float, b: float | None) -> float:
+        return 360.0 if b is None else min(abs(a - b), 360 - abs(a - b))
+
+    def matches(rgb: tuple[int, int, int]) -> bool:
+        h = hue(rgb)
+        if h is None:
+            return False
+        nearest = min(hues, key=lambda name: distance(h, hues[name]))
+        return nearest == state and distance(h, hues[state]) <= 25
+
+    width = int(size.stdout.split()[0])
+    pixels, longest, cache = done.stdout, 0, {}
+    for row in range(len(pixels) // (3 * width)):
+        run = 0
+        for x in range(width):
+            i = 3 * (row * width + x)
+            rgb = (pixels[i], pixels[i + 1], pixels[i + 2])
+            if rgb not in cache:
+                cache[rgb] = matches(rgb)
+            run = run + 1 if cache[rgb] else 0
+            longest = max(longest, run)
+    return longest
+
+
 # --- clicking ----------------------------------------------------------------------------------------------
 
 
