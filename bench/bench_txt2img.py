@@ -3,21 +3,27 @@
 The engine side is what ``python -m engine render`` (and so Blender's Render Bent Frames) runs: the model loaded
 by ``engine.models.load_model`` (on CUDA: channels-last U-Net and VAE), then an ``engine.runner.Runner`` on a job
 with no bends, ``batch_size`` frames per U-Net call, each frame PNG-encoded on the engine's thread pool and
-written with its manifest line. The diffusers side is one ``StableDiffusionPipeline.__call__`` per frame on the
-same weights loaded diffusers' own way (same size, steps, guidance, precision and prompt, DDIM), with each
-frame's initial latents passed in (the engine's own circular-walk noise, so both render the same images) and its
-``output_type="pil"`` image saved as a PNG at the engine's compression level, so both pay the same encode. The
-engine also runs at batch size 1, which separates the gain from batching from the engine's per-frame overhead.
-Runs are interleaved, rotating which goes first, and each figure is the median of its runs; model loads happen
-once, outside the timing.
+written with its manifest line. The diffusers side is one pipeline ``__call__`` per frame (the model family's
+pipeline: ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``) on the same weights loaded diffusers' own
+way (same size, steps, guidance, precision and prompt, DDIM), with each frame's initial latents passed in (the
+engine's own circular-walk noise, so both render the same images) and its ``output_type="pil"`` image saved as a
+PNG at the engine's compression level, so both pay the same encode. The engine also runs at batch size 1, which
+separates the gain from batching from the engine's per-frame overhead. Runs are interleaved, rotating which goes
+first, and each figure is the median of its runs; model loads happen once, outside the timing.
+
+Models: ``tiny-random`` (the engine's built-in toy), ``sd15-random`` (the full SD 1.5 architecture) and
+``sdxl-random`` (the full SDXL 1.0 base architecture, 2.6 B U-Net parameters) with random weights, drawn from a
+fixed seed on the benchmark's device and written to a temporary diffusers folder that both sides load;
+``sdxl-tiny`` (``engine.tiny_random.build_tiny_family("sdxl")``, written the same way) to check the SDXL path on
+a CPU; or any model source the engine loads.
 
 Defaults: on the CPU, tiny-random at 64x64, 20 DDIM steps, CFG 7.5, 8 frames, batch 4. With CUDA (``--gpu``, or
-automatically when available): the full SD 1.5 architecture with random weights (written to a temporary
-diffusers folder, then loaded by both sides), fp16, 512x512, 50 DDIM steps, 16 frames, the engine's auto batch.
+automatically when available): sd15-random, fp16, 512x512, 50 DDIM steps, 16 frames, the engine's auto batch.
+sdxl-random: 1024x1024 (SDXL's native size), 30 DDIM steps (SDXL's recommended count), 8 frames.
 
-    python bench/bench_txt2img.py [--gpu | --cpu] [--model tiny-random|sd15-random|PATH] [--size N] [--steps N]
-                                  [--frames N] [--batch N|auto] [--compile] [--repeats N] [--threads N]
-                                  [--profile] [--no-cli]
+    python bench/bench_txt2img.py [--gpu | --cpu] [--model tiny-random|sd15-random|sdxl-random|sdxl-tiny|PATH]
+                                  [--size N] [--steps N] [--frames N] [--batch N|auto] [--compile] [--repeats N]
+                                  [--threads N] [--profile] [--no-cli]
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import cProfile
+import inspect
 import io
 import json
 import os
@@ -53,16 +60,31 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.events import EventStream  # noqa: E402
+from engine.families import FAMILIES  # noqa: E402
 from engine.job import parse_job  # noqa: E402
+from engine.limits import MAX_BATCH_PIXELS  # noqa: E402
 from engine.models import SINGLE_FILE_CONFIG, Model, auto_batch_size, clip_tokenizer, load_model  # noqa: E402
 from engine.noise import circular_walk, noise_fields, paper_phases  # noqa: E402
 from engine.runner import Runner  # noqa: E402
-from engine.tiny_random import build_tiny_components  # noqa: E402
+from engine.tiny_random import build_tiny_components, write_tiny_model  # noqa: E402
 
 PROMPT = "a floating orb"
 SEED = 46
 PNG_LEVEL = 4  # engine.frame_store.encode_png's compress_level; the diffusers side saves at the same level
 SD15_RANDOM = "sd15-random"
+SDXL_RANDOM = "sdxl-random"
+SDXL_TINY = "sdxl-tiny"
+CPU_REFUSED = (
+    "--model sdxl-random: the full SDXL architecture (2.6 B U-Net parameters, 10 GB in fp32) takes minutes per "
+    "frame on a CPU; run it with CUDA, or use --model sdxl-tiny to check the SDXL path on the CPU"
+)
+SDXL_CONFIG = FAMILIES["sdxl"].config_path  # engine/model_configs/sdxl-base: SDXL 1.0 base's diffusers configs
+# The models this benchmark writes to a folder itself, and how they are described in its output
+GENERATED = {
+    SD15_RANDOM: "SD 1.5 architecture (random weights)",
+    SDXL_RANDOM: "SDXL 1.0 base architecture (random weights)",
+    SDXL_TINY: "tiny SDXL (build_tiny_family('sdxl'), random weights)",
+}
 WARM_UP_STEPS = 2  # the warm-up run of each side: every shape once (kernels, allocator), not the whole job
 
 
@@ -92,16 +114,30 @@ def pick_device(args: argparse.Namespace) -> torch.device:
     return torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")
 
 
+def quiet_progress_bars() -> None:
+    """No loading or sampling bars from diffusers and transformers: they would interleave with the figures."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def prepare_run(args: argparse.Namespace, name: str) -> tuple[torch.device, Path]:
     """Resolve the CPU/GPU defaults (model, size, steps), quiet the warnings random weights raise, and make a
     work folder removed at exit. Shared by the model benchmarks so both compare the same setups."""
     device = pick_device(args)
     gpu = device.type == "cuda"
     args.model = args.model or (SD15_RANDOM if gpu else "tiny-random")
+    if args.model == SDXL_RANDOM and not gpu:
+        sys.exit(CPU_REFUSED)
+    if args.model == SDXL_RANDOM:  # SDXL renders broken images below its native size; 30 steps is its usual count
+        args.size, args.steps = args.size or 1024, args.steps or 30
     args.size = args.size or (512 if gpu else 64)
     args.steps = args.steps or (50 if gpu else 20)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")  # random fp16 weights: NaNs
+    quiet_progress_bars()
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     return device, work
@@ -140,11 +176,55 @@ def save_sd15_random(folder: Path, device: torch.device, dtype: torch.dtype, see
     return folder
 
 
+def save_sdxl_random(
+    folder: Path, device: torch.device, dtype: torch.dtype, seed: int = 0, config: Path = SDXL_CONFIG
+) -> Path:
+    """Write the full SDXL 1.0 base architecture (``config``: engine/model_configs/sdxl-base) with random weights
+    as a diffusers folder, as ``save_sd15_random`` does for SD 1.5.
+
+    Each module is built from its config with diffusers' and transformers' ``from_config`` on ``device`` and cast
+    to ``dtype`` at once, so the fp32 copy of only one module is ever held (the U-Net's is 10 GB). Both tokenizers
+    are CLIP's, built from the shipped BPE merges; the second pads with "!" as OpenCLIP's does, as the engine
+    builds them for single-file SDXL checkpoints. No watermarker: the engine applies none.
+    """
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config / "text_encoder")).to(dtype)
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(config / "text_encoder_2"))
+        text_encoder_2 = text_encoder_2.to(dtype)
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config / "unet")).to(dtype)
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config / "vae")).to(dtype)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(pad_token="!"),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(config / "scheduler")),
+        add_watermarker=False,
+    )
+    pipe.save_pretrained(folder)
+    del pipe, unet, vae, text_encoder, text_encoder_2
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return folder
+
+
 def model_path(source: str, device: torch.device, work: Path) -> str:
-    """The model source to load: ``sd15-random`` is written to a folder under ``work`` first."""
-    if source != SD15_RANDOM:
-        return source
-    return str(save_sd15_random(work / SD15_RANDOM, device, torch.float16 if device.type == "cuda" else torch.float32))
+    """The model source to load: the generated models (``GENERATED``) are written to a folder under ``work`` first,
+    in fp16 on CUDA and fp32 elsewhere (the precision the engine loads them in)."""
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if source == SD15_RANDOM:
+        return str(save_sd15_random(work / SD15_RANDOM, device, dtype))
+    if source == SDXL_RANDOM:
+        return str(save_sdxl_random(work / SDXL_RANDOM, device, dtype))
+    if source == SDXL_TINY:
+        return str(write_tiny_model("sdxl", work / SDXL_TINY))  # fp32; loaders cast to the engine's precision
+    return source
 
 
 def load_engine_model(source: str, path: str, device: torch.device, compile_unet: bool = False) -> tuple[Model, float]:
@@ -158,7 +238,7 @@ def load_engine_model(source: str, path: str, device: torch.device, compile_unet
 
 
 def describe_model(model: Model) -> str:
-    name = "SD 1.5 architecture (random weights)" if model.source == SD15_RANDOM else model.source
+    name = GENERATED.get(model.source, model.source)
     return f"{name}, {dtype_name(model.dtype)}"
 
 
@@ -185,21 +265,32 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# Each family's text-to-image pipeline class and its image-to-image counterpart
+IMG2IMG_PIPELINES = {
+    "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+}
+
+
 def diffusers_pipeline(source: str, path: str, model: Model, img2img: bool = False) -> tuple[Any, str]:
-    """A plain diffusers pipeline on the same weights, loaded diffusers' own way, with a DDIM scheduler.
+    """A plain diffusers pipeline of the model's family on the same weights, loaded diffusers' own way, with a DDIM
+    scheduler.
 
     tiny-random is built again from its fixed seed, a folder is read with ``from_pretrained``; both are moved to
     the engine's device and precision with no other setting (no channels-last, no compile), as a diffusers user
-    would. Any other source shares the engine's modules. Returns the pipeline and how it was loaded, in words.
+    would. Any other source shares the engine's modules. SDXL's pipeline gets no watermarker (the engine applies
+    none) and, in fp16, upcasts its VAE to fp32 for each decode and back (``force_upcast``), as diffusers does; the
+    engine keeps that VAE in fp32. Returns the pipeline and how it was loaded, in words.
     """
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    import diffusers
+    from diffusers import DDIMScheduler
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    cls = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
-    plain = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    quiet_progress_bars()
+    family = model.family
+    cls = getattr(diffusers, IMG2IMG_PIPELINES[family.pipeline_class]) if img2img else family.pipeline_type()
+    plain = family.pipeline_kwargs()
+    if "add_watermarker" in inspect.signature(cls.__init__).parameters:
+        plain["add_watermarker"] = False
     if source == "tiny-random":
         pipe = cls(**build_tiny_components(), **plain).to(model.device, model.dtype)
         how = "built from tiny-random's seed"
@@ -207,12 +298,12 @@ def diffusers_pipeline(source: str, path: str, model: Model, img2img: bool = Fal
         pipe = cls.from_pretrained(path, dtype=model.dtype, local_files_only=True, **plain).to(model.device)
         how = f"from_pretrained(dtype={dtype_name(model.dtype)})"
     else:
-        modules = {k: getattr(model, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
-        pipe = cls(**modules, **plain)
+        pipe = cls(**{k: getattr(model, k) for k in family.components}, **plain)
         how = "on the engine's own modules"
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, f"{cls.__name__} {how}, .to({model.device.type}), DDIM"
+    upcast = pipe.vae.dtype == torch.float16 and pipe.vae.config.get("force_upcast", False)
+    return pipe, f"{cls.__name__} {how}, .to({model.device.type}), DDIM{', VAE upcast per decode' if upcast else ''}"
 
 
 def save_png(image: Image.Image, path: Path) -> None:
@@ -277,7 +368,7 @@ PROFILE_KEYS = {
     "os.fsync (engine: frame + folder + manifest)": ("~", "<built-in method posix.fsync>"),
     "engine FrameStore.write (file, fsyncs, manifest)": ("engine/frame_store.py", "write"),
     "engine Job.frame_hashes": ("engine/job.py", "frame_hashes"),
-    "diffusers encode_prompt (every call)": ("pipelines/stable_diffusion/pipeline_stable_diffusion", "encode_prompt"),
+    "diffusers encode_prompt (every call)": ("/pipeline_stable_diffusion", "encode_prompt"),  # SD and SDXL pipelines
 }
 
 
@@ -311,11 +402,14 @@ def job_document(args: argparse.Namespace, batch: int, model: Model, frames: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_device_arguments(parser)
-    parser.add_argument("--model", help="tiny-random (CPU default), sd15-random (CUDA default), or a model source")
-    parser.add_argument("--size", type=int, help="width and height (64 on the CPU, 512 on CUDA)")
-    parser.add_argument("--steps", type=int, help="DDIM steps (20 on the CPU, 50 on CUDA)")
+    parser.add_argument(
+        "--model",
+        help="tiny-random (CPU default), sd15-random (CUDA default), sdxl-random, sdxl-tiny, or a model source",
+    )
+    parser.add_argument("--size", type=int, help="width and height (64 on the CPU, 512 on CUDA, 1024 for sdxl-random)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (20 on the CPU, 50 on CUDA, 30 for sdxl-random)")
     parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--frames", type=int, help="frames per run (8 on the CPU, 16 on CUDA)")
+    parser.add_argument("--frames", type=int, help="frames per run (8 on the CPU, 16 on CUDA, 8 for sdxl-random)")
     parser.add_argument(
         "--batch",
         default="auto",
@@ -328,17 +422,19 @@ def main() -> None:
     args = parser.parse_args()
     device, work = prepare_run(args, "txt2img")
     gpu = device.type == "cuda"
-    args.frames = args.frames or (16 if gpu else 8)
+    args.frames = args.frames or (16 if gpu and args.model != SDXL_RANDOM else 8)
 
     path = model_path(args.model, device, work)
     model, load_s = load_engine_model(args.model, path, device, compile_unet=args.compile)
     pipe, pipe_how = diffusers_pipeline(args.model, path, model)
     if args.batch != "auto":
         batch, batch_how = int(args.batch), ""
-    elif gpu:
-        batch, batch_how = auto_batch_size(model, args.size, args.size), " (the engine's auto, from free GPU memory)"
+    elif gpu:  # as the runner picks it for a job with batch_size 0
+        batch = max(1, min(auto_batch_size(model, args.size, args.size), MAX_BATCH_PIXELS // (args.size * args.size)))
+        batch_how = " (the engine's auto, from free GPU memory)"
     else:
         batch, batch_how = 4, " (the CPU default here; the engine's auto is 1 off the GPU)"
+    batch = min(batch, args.frames)  # a larger batch would run the same calls under a wrong label
     factor = model.vae_scale_factor
     a, b = noise_fields(SEED, (model.latent_channels, args.size // factor, args.size // factor))
     phases = paper_phases(args.frames)
