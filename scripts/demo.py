@@ -9,7 +9,8 @@ Video, save. Then it draws a contact sheet of the frames and the curves that dro
 
 The model is ``--model``, else the environment variable ``BEND_MODEL`` (a diffusers folder, a .safetensors file, or
 a repo id in the local Hugging Face cache): 512×512 at the paper's 50 steps. Without one it renders with
-``tiny-random`` at 64×64 and 8 steps, which takes a few minutes on a laptop CPU and looks like noise.
+``toy-shapes``, the small model the project trains itself (scripts/toy_model/), at 64×64 and 20 steps: an orb that
+turns into a landscape, on a laptop CPU. ``--model tiny-random`` (random weights, noise-like frames) is quicker.
 
 Any failing step ends the demo with one line saying what failed (exit code 1); ``--debug`` adds the traceback.
 """
@@ -42,6 +43,7 @@ for _folder in (ROOT, SCRIPTS):
 import demo_pictures  # noqa: E402  (needs the path above)
 
 TINY = "tiny-random"
+TOY = "toy-shapes"  # the default: shipped in models/, pictures that mean something without a download
 SCENE = "demo"
 PROMPTS = ("a floating orb", "a gorgeous landscape")
 RMS_HIGH = 2 * math.pi  # R1 turns through 0..2π with loudness
@@ -50,8 +52,8 @@ SAMPLE_RATE = 22050
 
 NO_AUDIO = "This bpy module has no audio support (Blender 4.2's PyPI build); run the demo with bpy 4.5 or 5.0"
 NO_MODEL = (
-    "No model configured: rendering with tiny-random, a tiny random model, so the frames are noise-like. "
-    "Point BEND_MODEL or --model at a Stable Diffusion model for real images."
+    "No model configured: rendering with toy-shapes, the project's own small model of shapes and landscapes "
+    "(64×64). Point BEND_MODEL or --model at a Stable Diffusion model for real images."
 )
 
 
@@ -76,8 +78,10 @@ class RenderSettings:
 
 
 def render_settings(model: str | None, size: int | None = None, steps: int | None = None) -> RenderSettings:
-    """The paper's 512×512 at 50 steps for a real model; tiny-random small and quick."""
-    model = (model or "").strip() or TINY
+    """The paper's 512×512 at 50 steps for a real model; toy-shapes (the default) and tiny-random small and quick."""
+    model = (model or "").strip() or TOY
+    if model == TOY:
+        return RenderSettings(TOY, size or 64, steps or 20, 4)
     if model == TINY:
         return RenderSettings(TINY, size or 64, steps or 8, 4)
     return RenderSettings(model, size or 512, steps or 50, 1)
@@ -96,13 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model",
         default=None,
         help="a diffusers folder, a .safetensors file or a cached Hugging Face repo id "
-        "(default: $BEND_MODEL, else tiny-random)",
+        "(default: $BEND_MODEL, else toy-shapes)",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the song (default 10)")
     parser.add_argument("--fps", type=int, default=20, help="frames per second (default 20, the paper's)")
     parser.add_argument("--out", default=str(ROOT / "demo"), help="output folder (default demo/)")
-    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default 512; 64 for tiny-random)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 50; 8 for tiny-random)")
+    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default 512; 64 for the toys)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="denoising steps (default 50; 20 for toy-shapes, 8 for tiny-random)"
+    )
     parser.add_argument(
         "--engine-python",
         default=os.environ.get("BEND_ENGINE_PYTHON", ""),
@@ -364,11 +370,11 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
 
     with steps("Adding the bends: R1 at layer 0 driven by RMS, add on 5% of the latent driven by onsets"):
         call(bpy.ops.bend.bend_add, op="rotate_r1")
-        rotation = scene.bend.bends[scene.bend.bend_index]
+        rotation = scene.bend.stack.nodes["R1"]
         rotation.place, rotation.latent_layer = "LATENT", 0
         call(bpy.ops.bend.drive_from_feature, feature="rms", low=0.0, high=RMS_HIGH)
         call(bpy.ops.bend.bend_add, op="add")
-        sparkle = scene.bend.bends[scene.bend.bend_index]
+        sparkle = scene.bend.stack.nodes["Add"]
         sparkle.place, sparkle.latent_layer = "LATENT", 0
         sparkle.selection, sparkle.fraction = "random", 0.05
         call(bpy.ops.bend.drive_from_feature, feature="onset", low=0.0, high=ONSET_HIGH)

@@ -16,13 +16,17 @@ from engine.catalog import TOY_SHAPES
 from scripts.toy_model import adherence, scenes
 
 STEPS = 20
-# Measured on the shipped model (scripts/toy_model/adherence.py, 4 seeds): held-out shapes get the caption's colour
-# 58 % of the time (chance: 1 in 7); their place and the held-out landscapes are not followed yet (full adherence 8 %,
-# the issue aims for 80 %). The floor guards what works, with room for seed-to-seed luck.
-COLOUR_FLOOR = 0.35
-THRESHOLD_LAYER = 0  # a threshold on the initial noise leaves a two-level latent: few colours (about 30 → 5)
-ROTATION_LAYER = 10  # R1 by π halfway: chroma shifts 0.09-0.19, where two seeds differ by 0.02-0.13
-ROTATION_SHIFT = 0.05
+# Measured on the shipped model (scripts/toy_model/adherence.py, 4 seeds × 12 held-out prompts): the caption's colour
+# 62 % (chance 1 in 7; red comes out orange), sky 100 % (chance 1 in 3), place 18 % (chance 1 in 5: the U-Net ignores
+# position words), ground 25 %; all of a caption 10 %, where the issue aims for 80 %. The floors guard what works.
+COLOUR_FLOOR = 0.4
+SKY_FLOOR = 0.75
+# The model repairs early bends on its own prompt; late ones show. A threshold on the last latent but one leaves a
+# two-level latent: few colours (about 50 → 17, seeds 0, 1, 3). R1 by π at layer 15 of 20 shifts the chroma 0.20-0.23
+# on those seeds (0.00-0.03 at layer 0, 0.05-0.08 at layer 10).
+THRESHOLD_LAYER = 19
+ROTATION_LAYER = 15
+ROTATION_SHIFT = 0.1
 GUIDANCE = 5.0
 
 
@@ -64,16 +68,38 @@ def test_the_model_loads_by_name_as_an_sd_folder(toy_model):
     assert ids[0] != ids[1]  # the tokenizer tells colour words apart (a word vocabulary without merges would not)
 
 
-def test_held_out_shapes_get_their_colour_and_seeds_differ(toy_model, tmp_path):
-    held_out = [s for s in scenes.held_out_scenes() if s.kind == "shape"]
+@pytest.fixture(scope="module")
+def held_out_pictures(toy_model, tmp_path_factory):
+    """Every held-out prompt (combinations training never showed) at seeds 0 and 1, one job per seed."""
+    held_out = scenes.held_out_scenes()
     prompts = [s.caption for s in held_out]
     one_hot = [{"prompt_weights": [float(i == j) for j in range(len(prompts))]} for i in range(len(prompts))]
-    by_seed = {seed: render(tmp_path / f"s{seed}", toy_model, prompts, one_hot, seed=seed) for seed in (0, 1)}
-    found = [adherence.shape_colour_and_place(by_seed[seed][i]) for seed in by_seed for i in range(len(prompts))]
-    wanted = [held_out[i].colour for _ in by_seed for i in range(len(prompts))]
-    rate = sum(f is not None and f[0] == w for f, w in zip(found, wanted, strict=True)) / len(found)
-    assert rate >= COLOUR_FLOOR, f"only {rate:.0%} of the shapes have the caption's colour"
-    differences = [np.abs(by_seed[0][i].astype(float) - by_seed[1][i]).mean() for i in range(len(prompts))]
+    folder = tmp_path_factory.mktemp("held-out")
+    return held_out, {seed: render(folder / f"s{seed}", toy_model, prompts, one_hot, seed=seed) for seed in (0, 1)}
+
+
+def held_out_criteria(held_out_pictures) -> dict[str, float]:
+    held_out, by_seed = held_out_pictures
+    verdicts = [adherence.check(scene, by_seed[seed][i]) for seed in by_seed for i, scene in enumerate(held_out)]
+    return {name: passed / total for name, (passed, total) in adherence.criteria_rates(verdicts).items()}
+
+
+def test_held_out_prompts_get_their_colour_and_sky(held_out_pictures):
+    rates = held_out_criteria(held_out_pictures)
+    assert set(rates) == {"colour", "place", "sky", "ground"}
+    assert rates["colour"] >= COLOUR_FLOOR, rates  # chance: 1 in 7
+    assert rates["sky"] >= SKY_FLOOR, rates  # chance: 1 in 3
+
+
+@pytest.mark.xfail(strict=True, reason="the toy model ignores position words and composes unseen landscapes badly")
+def test_held_out_prompts_get_their_place_and_ground(held_out_pictures):
+    rates = held_out_criteria(held_out_pictures)
+    assert rates["place"] >= 0.6 and rates["ground"] >= 0.6, rates
+
+
+def test_seeds_give_different_pictures(held_out_pictures):
+    held_out, by_seed = held_out_pictures
+    differences = [np.abs(by_seed[0][i].astype(float) - by_seed[1][i]).mean() for i in range(len(held_out))]
     assert min(differences) > 2.0, "two seeds gave (nearly) the same picture"
 
 
@@ -90,10 +116,10 @@ def test_the_crossfade_moves_from_the_orb_to_the_landscape(toy_model, tmp_path):
     weights = [0.0, 0.25, 0.5, 0.75, 1.0]
     frames = [{"prompt_weights": [1 - w, w]} for w in weights]
     pictures = render(tmp_path, toy_model, ["a floating orb", "a gorgeous landscape"], frames)
-    # The orb sits on a dark background; the landscape's top is a bright sky.
-    brightness = [float(p[:16].astype(float).mean()) for p in pictures]
-    assert brightness[0] < 50 < brightness[-1], brightness
-    assert brightness[-1] - brightness[0] > 60
+    # The orb sits on a dark background; the landscape has none.
+    dark = [float((p.max(axis=2) < 40).mean()) for p in pictures]
+    assert dark[0] > 0.5 and dark[-1] < 0.1, dark
+    assert float(pictures[-1][:16].astype(float).mean()) > 100  # a bright sky on top
     assert adherence.landscape_parts(pictures[-1], "day")[0] == "day"
 
 

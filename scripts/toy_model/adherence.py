@@ -1,6 +1,6 @@
 """Prompt adherence of the toy model: render held-out prompts over several seeds and check each picture.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/toy_model/adherence.py [--model toy-shapes] [--seeds 4]
+    OMP_NUM_THREADS=2 .venv/bin/python -m scripts.toy_model.adherence [--model toy-shapes] [--seeds 4]
 
 The prompts are the (colour, shape, position) and (ground, sky) combinations the training set never shows
 (``scenes.HELD_OUT_*``). Each renders through the engine exactly as a job would (``engine.job`` + ``Runner``, so the
@@ -43,6 +43,7 @@ MIN_SHAPE_PIXELS = 12
 class Verdict:
     ok: bool
     reason: str
+    criteria: tuple[tuple[str, bool], ...] = ()  # (what the caption says, whether the picture shows it)
 
 
 def _references(seed: int = 12345, count: int = 12) -> dict[tuple[str, str], np.ndarray]:
@@ -91,15 +92,17 @@ def check(scene: scenes.Scene, image: np.ndarray) -> Verdict:
     """Does ``image`` show what ``scene``'s caption says?"""
     if scene.kind == "shape":
         found = shape_colour_and_place(image)
+        wanted = [name for name, said in (("colour", scene.colour), ("place", scene.position)) if said]
         if found is None:
-            return Verdict(False, "no shape stands out from the background")
+            return Verdict(False, "no shape stands out from the background", tuple((w, False) for w in wanted))
         colour, place, area = found
         problems = []
         if scene.colour and colour != scene.colour:
             problems.append(f"colour {colour}")
         if scene.position and place != scene.position:
             problems.append(f"place {place!r}")
-        return Verdict(not problems, ", ".join(problems) or f"{colour} {place} ({area} px)")
+        criteria = tuple((w, not any(p.startswith(w) for p in problems)) for w in wanted)
+        return Verdict(not problems, ", ".join(problems) or f"{colour} {place} ({area} px)", criteria)
     if scene.kind == "landscape":
         sky, ground = landscape_parts(image, scene.sky or "day")
         problems = []
@@ -107,8 +110,19 @@ def check(scene: scenes.Scene, image: np.ndarray) -> Verdict:
             problems.append(f"sky {sky}")
         if ground != scene.ground:
             problems.append(f"ground {ground!r}")
-        return Verdict(not problems, ", ".join(problems) or f"{sky} sky, {ground}")
+        criteria = (("sky", sky == scene.sky), ("ground", ground == scene.ground))
+        return Verdict(not problems, ", ".join(problems) or f"{sky} sky, {ground}", criteria)
     raise ValueError(f"no check for scene kind {scene.kind!r}")
+
+
+def criteria_rates(verdicts) -> dict[str, tuple[int, int]]:
+    """(passed, checked) per criterion (colour, place, sky, ground) over ``verdicts``."""
+    rates: dict[str, tuple[int, int]] = {}
+    for verdict in verdicts:
+        for name, ok in verdict.criteria:
+            passed, total = rates.get(name, (0, 0))
+            rates[name] = (passed + ok, total + 1)
+    return rates
 
 
 def job_document(model: str, prompts: list[str], seed: int, steps: int, guidance: float) -> dict:
@@ -194,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         f"adherence: {passed}/{len(verdicts)} = {rate:.0%} over {len(seeds)} seeds, {args.steps} steps, "
         f"guidance {args.guidance}"
     )
+    for name, (passed, total) in criteria_rates(verdicts.values()).items():
+        print(f"  {name:<7} {passed}/{total} = {passed / total:.0%}")
     print(f"seed-to-seed mean pixel difference per prompt: min {min(spread):.1f}, mean {np.mean(spread):.1f} (0-255)")
 
 

@@ -18,7 +18,7 @@ gives the same pictures.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -280,6 +280,12 @@ def training_example(seed: int, index: int) -> tuple[str, np.ndarray]:
     """Caption and picture number ``index`` of the training set drawn with ``seed``."""
     rng = np.random.default_rng([seed, index])
     scene, size, sun = _training_scene(rng)
+    # 60 % of the orbs in the middle are captioned with the paper's bare prompt, which the grammar otherwise says
+    # about once in 500 pictures: a model that rarely saw it drew a landscape for it. A separate generator keeps
+    # every picture the same.
+    centred_orb = scene.kind == "shape" and scene.shape == "orb" and scene.position == "in the middle"
+    if centred_orb and np.random.default_rng([seed, index, 1]).uniform() < 0.6:
+        scene = replace(scene, caption="a floating orb")
     return scene.caption, draw_scene(scene, rng, size=size, sun=sun)
 
 

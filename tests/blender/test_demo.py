@@ -73,9 +73,9 @@ SUMMARY_SCRIPT = textwrap.dedent(
                 for name in ("rms", "onset")}
     drivers = [{"path": d.data_path, "expression": d.driver.expression, "simple": d.driver.is_simple_expression,
                 "valid": d.driver.is_valid, "target": d.driver.variables[0].targets[0].data_path}
-               for d in scene.animation_data.drivers]
+               for d in scene.bend.stack.animation_data.drivers]
     bends = [{"name": b.name, "op": b.op, "place": b.place, "layer": b.latent_layer, "selection": b.selection,
-              "fraction": b.fraction} for b in scene.bend.bends]
+              "fraction": b.fraction} for b in extension.blender.bend_stack.bends(scene)]
     summary = {"fps": scene.render.fps, "frames": frames, "strips": strips, "fcurves": fcurves,
                "features": features, "drivers": drivers, "bends": bends, "model": scene.bend.model_source,
                "prompts": [p.text for p in scene.bend.prompts]}
@@ -111,7 +111,7 @@ def test_demo_runs_and_says_what_it_did(demo_run):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert demo.NO_MODEL in done.stdout  # no model configured: says so plainly
-    for expected in ("tiny-random", f"{FRAMES} at 64×64, 8 steps", "per frame", "demo.blend", "demo.mp4"):
+    for expected in ("toy-shapes", f"{FRAMES} at 64×64, 20 steps", "per frame", "demo.blend", "demo.mp4"):
         assert expected in done.stdout
 
 
@@ -137,7 +137,7 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     out, _ = demo_run
     summary = blend_summary
     assert summary["fps"] == FPS and summary["frames"] == list(range(1, FRAMES + 1))
-    assert summary["model"] == "tiny-random"
+    assert summary["model"] == "toy-shapes"
     assert summary["prompts"] == ["a floating orb", "a gorgeous landscape"]
 
     strips = {s["name"]: s for s in summary["strips"]}
@@ -153,10 +153,10 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert sum(1 for path in summary["fcurves"] if path.startswith("bend.prompts[")) == 2
 
     drivers = {d["path"]: d for d in summary["drivers"]}
-    assert set(drivers) == {'bend.bends["R1"].param', 'bend.bends["Add"].param'}
+    assert set(drivers) == {'nodes["R1"].param', 'nodes["Add"].param'}  # on the bend stack
     assert all(d["simple"] and d["valid"] for d in drivers.values())
-    assert drivers['bend.bends["R1"].param']["target"] == "bend.audio.rms"
-    assert drivers['bend.bends["Add"].param']["target"] == "bend.audio.onset"
+    assert drivers['nodes["R1"].param']["target"] == "bend.audio.rms"
+    assert drivers['nodes["Add"].param']["target"] == "bend.audio.onset"
     rotation, sparkle = summary["bends"]
     assert (rotation["op"], rotation["place"], rotation["layer"]) == ("rotate_r1", "LATENT", 0)
     assert (sparkle["op"], sparkle["place"], sparkle["layer"], sparkle["selection"]) == ("add", "LATENT", 0, "random")
@@ -215,9 +215,10 @@ def test_song_is_deterministic_with_sharp_onsets():
     assert np.max(np.diff(windows)) > 0.2
 
 
-def test_render_settings_real_model_and_tiny():
-    assert demo.render_settings(None) == demo.RenderSettings("tiny-random", 64, 8, 4)
-    assert demo.render_settings(" ") == demo.render_settings("tiny-random")
+def test_render_settings_real_model_toy_and_tiny():
+    assert demo.render_settings(None) == demo.RenderSettings("toy-shapes", 64, 20, 4)  # the project's own model
+    assert demo.render_settings(" ") == demo.render_settings("toy-shapes")
+    assert demo.render_settings("tiny-random") == demo.RenderSettings("tiny-random", 64, 8, 4)
     real = demo.render_settings("runwayml/stable-diffusion-v1-5")
     assert (real.size, real.steps, real.is_tiny) == (512, 50, False)
     assert demo.render_settings("x.safetensors", size=256, steps=20).size == 256
