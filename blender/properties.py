@@ -32,6 +32,7 @@ from ..engine.catalog import (
     SELECTIONS,
     OptionSpec,
 )
+from ..engine.families import FAMILIES
 from . import compat, preferences
 from .model_family import ALL_UNET_TARGETS, model_family, unet_target_items
 
@@ -121,7 +122,7 @@ _TARGET_ITEMS: dict[str, list] = {}
 def scene_model_family(scene):
     """The family of the model the scene renders with (its own or the preferences'), or a reason it is unknown."""
     source = scene.bend.model_source.strip() or preferences.get(bpy.context).model_source.strip()
-    return model_family(bpy.path.abspath(source) if source.startswith("//") else source)
+    return model_family(bpy.path.abspath(source) if source.startswith("//") else source, scene.bend.model_family)
 
 
 def _unet_target_items(self, context):
@@ -386,6 +387,19 @@ class BendSettings(bpy.types.PropertyGroup):
         name="Model",
         description="A diffusers folder, a .safetensors file, a Hugging Face repo id, or tiny-random; "
         "empty: the model set in the extension's preferences",
+    )
+    model_family: EnumProperty(
+        name="Family",
+        description="The model's family; Automatic reads it from the model's files and name",
+        items=[("auto", "Automatic", "Read the family from the model's keys, configs and name")]
+        + [(name, family.label, f"Load the model as {family.label}") for name, family in FAMILIES.items()],
+        default="auto",
+    )
+    model_config: StringProperty(
+        name="Config Folder",
+        description="A diffusers config folder for a single-file checkpoint whose architecture is not its "
+        "family's standard one; empty: the config shipped for the family",
+        subtype="DIR_PATH",
     )
     mode: EnumProperty(
         name="Mode",

@@ -57,8 +57,13 @@ def _model(scene: bpy.types.Scene, prefs) -> dict[str, object]:
         )
     if source.startswith("//"):
         source = bpy.path.abspath(source)
+    # Only when set, so a job written for the common case stays as it was (and keeps its frames' hashes).
+    chosen = {"family": scene.bend.model_family} if scene.bend.model_family != "auto" else {}
+    if scene.bend.model_config.strip():
+        chosen["config"] = str(Path(bpy.path.abspath(scene.bend.model_config.strip())))
     return {
         "source": source,
+        **chosen,
         "device": prefs.device,
         "precision": prefs.precision,
         "scheduler": scene.bend.scheduler,

@@ -142,6 +142,9 @@ def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row.label(text="Set a Model Here or in Preferences", icon="ERROR")
     else:
         _draw_family(col, scene)
+    col.prop(settings, "model_family")
+    if settings.model_source.strip().lower().endswith(".safetensors") or settings.model_config:
+        col.prop(settings, "model_config")
     col.prop(settings, "mode")
 
     col = layout.column(align=True)

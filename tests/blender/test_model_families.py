@@ -21,12 +21,26 @@ def _prefs():
     return bpy.context.preferences.addons[blender_env.MODULE].preferences
 
 
+# Single files are named as artists' files are: the name tells SD 2.x's v-prediction (768) from ε.
+SINGLE_FILES = {"sd2": "sd2-base-512.safetensors", "sd2-v": "sd2-768-v.safetensors", "sdxl": "sdxl-base.safetensors"}
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
+    """Each family's tiny model as a diffusers folder, as an original-layout single file beside it (written by the
+    engine suite's own writer), and as a repo in a Hugging Face cache of its own."""
     root = tmp_path_factory.mktemp("families")
     script = (
-        "import sys\nfrom engine.tiny_random import write_tiny_model\n"
-        "for name in sys.argv[2:]:\n    write_tiny_model(name, sys.argv[1] + '/' + name)\n"
+        "import sys\nsys.path.insert(0, 'tests')\n"
+        "from engine.tiny_random import build_tiny_family, write_tiny_model\n"
+        "from test_families import cache_repo, save_family_checkpoint\n"
+        "from pathlib import Path\n"
+        f"files = {SINGLE_FILES!r}\n"
+        "root = Path(sys.argv[1])\n"
+        "for name in sys.argv[2:]:\n"
+        "    folder = write_tiny_model(name, root / name)\n"
+        "    save_family_checkpoint(name, build_tiny_family(name), root / files[name])\n"
+        "    cache_repo(root / 'hf' / 'hub', 'tiny/' + name, folder)\n"
     )
     subprocess.run(
         [blender_env.ENGINE_PYTHON or sys.executable, "-c", script, str(root), *FAMILIES],
@@ -35,7 +49,7 @@ def tiny_models(tmp_path_factory):
         check=True,
         timeout=600,
     )
-    return {name: root / name for name in FAMILIES}
+    return {name: root / name for name in FAMILIES} | {"root": root}
 
 
 def _family(scene):
@@ -92,9 +106,36 @@ def test_sdxl_below_its_native_size_warns_naming_the_resolution(scene, tiny_mode
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_each_family_renders_with_a_latent_and_a_unet_bend(scene, tiny_models, tmp_path, name):
+    scene.bend.model_source = str(tiny_models[name])
+    job = _render_two_frames(scene, tmp_path)
+    assert [b.get("unet", {}).get("target") for b in job["bends"]] == [None, "up_blocks.1"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_single_file_of_each_family_renders_with_its_config_folder(scene, tiny_models, tmp_path, name):
+    """An original-layout .safetensors: the family from its keys and name; the tiny architecture needs its own
+    config (Config Folder), as any checkpoint that is not its family's standard one does."""
+    single = tiny_models["root"] / SINGLE_FILES[name]
+    scene.bend.model_source = str(single)
+    assert _family(scene).name == name
+    scene.bend.model_config = str(tiny_models[name])
+    _render_two_frames(scene, tmp_path)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_cached_repo_id_of_each_family_renders_offline(scene, tiny_models, tmp_path, monkeypatch, name):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_models["root"] / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the engine process inherits both
+    scene.bend.model_source = f"tiny/{name}"
+    if name == "sd2-v":
+        scene.bend.model_family = "sd2-v"  # a repo named "tiny/sd2-v" says nothing the detection reads
+    assert _family(scene).name == name
+    _render_two_frames(scene, tmp_path)
+
+
+def _render_two_frames(scene, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "f.blend"))
     _prefs().model_source = "tiny-random"
-    scene.bend.model_source = str(tiny_models[name])
     scene.frame_start, scene.frame_end = 1, 2
     scene.render.resolution_x = scene.render.resolution_y = 64
     scene.render.resolution_percentage = 100
@@ -109,5 +150,4 @@ def test_each_family_renders_with_a_latent_and_a_unet_bend(scene, tiny_models, t
     assert bpy.ops.bend.render() == {"FINISHED"}
     folder = tmp_path / "bend" / scene.name
     assert sorted(p.name for p in folder.glob("frame_*.png")) == ["frame_00001.png", "frame_00002.png"]
-    job = json.loads((folder / "job.json").read_text())
-    assert [b.get("unet", {}).get("target") for b in job["bends"]] == [None, "up_blocks.1"]
+    return json.loads((folder / "job.json").read_text())
