@@ -35,9 +35,25 @@ def byte_level_vocab() -> dict[str, int]:
     return vocab
 
 
+def _tiny_vae(**family_settings: Any) -> torch.nn.Module:
+    """Every tiny model's VAE: 4 latent channels, 64×64 images to 8×8 latents (drawn from the caller's seeded RNG)."""
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+        **family_settings,
+    )
+
+
 def build_tiny_components() -> dict[str, Any]:
     """Return ``tokenizer, text_encoder, unet, vae, scheduler`` with weights drawn from a fixed seed."""
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -72,16 +88,7 @@ def build_tiny_components() -> dict[str, Any]:
             cross_attention_dim=32,
             norm_num_groups=32,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=64,
-        )
+        vae = _tiny_vae()
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -149,7 +156,6 @@ def _sd2_components(prediction: str) -> dict[str, Any]:
 def _sdxl_components() -> dict[str, Any]:
     """SDXL in miniature: CLIP-style and OpenCLIP-style encoders of different widths (32 and 64, as 768 and 1280),
     hidden states concatenated to 96, a pooled projection of 32, time ids through "text_time" added conditioning."""
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
     from transformers import CLIPTokenizer
@@ -177,18 +183,7 @@ def _sdxl_components() -> dict[str, Any]:
             projection_class_embeddings_input_dim=6 * time_dim + pooled_dim,
             norm_num_groups=32,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=64,
-            scaling_factor=0.13025,
-            force_upcast=True,
-        )
+        vae = _tiny_vae(scaling_factor=0.13025, force_upcast=True)  # SDXL's latent scale
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,

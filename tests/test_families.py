@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hf_cache import cache_repo
 from job_documents import job_document, write_job
 from PIL import Image
 
@@ -342,31 +343,6 @@ def test_shipped_config_refuses_a_tiny_sdxl_file_in_one_line(tmp_path):
     path = save_family_checkpoint("sdxl", build_tiny_family("sdxl"), tmp_path / "tiny.safetensors")
     with pytest.raises(ModelError, match=r"^model\.source: could not load tiny\.safetensors as a Stable Diffusion XL "):
         load_components(str(path), torch.float32, False, False)
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache of our own; huggingface_hub reads these variables at import, so patch both."""
-    import huggingface_hub.constants as hub_constants
-
-    home = tmp_path / "hf-home"
-    cache = home / "hub"
-    cache.mkdir(parents=True)
-    for name, value in {"HF_HOME": home, "HF_HUB_CACHE": cache}.items():
-        monkeypatch.setenv(name, str(value))
-        monkeypatch.setattr(hub_constants, name, str(value))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def cache_repo(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay ``folder`` out as ``hf download repo_id`` does: a snapshot named by commit, and ``refs/main``."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, repo / "snapshots" / commit)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
 
 
 @pytest.mark.parametrize("family", LAYOUTS)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hf_cache import cache_repo
 
 from engine.errors import ModelError
 from engine.models import (
@@ -187,36 +188,6 @@ def test_shipped_tokenizer_gives_clip_ids():
 
 
 # --- Hugging Face repo ids, from the local cache -------------------------------------------------------------------
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache of our own; huggingface_hub reads these variables at import, so patch both."""
-    import huggingface_hub.constants as hub_constants
-
-    home = tmp_path / "hf-home"
-    cache = home / "hub"
-    cache.mkdir(parents=True)
-    for name, value in {"HF_HOME": home, "HF_HUB_CACHE": cache}.items():
-        monkeypatch.setenv(name, str(value))
-        monkeypatch.setattr(hub_constants, name, str(value))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def cache_repo(cache: Path, repo_id: str, folder: Path, pattern: str = "*") -> None:
-    """Lay ``folder`` out as ``hf download repo_id`` would: a snapshot named by commit, ``refs/main``."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    for file in folder.rglob(pattern):
-        if file.is_file():
-            target = snapshot / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, target)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
 
 
 def test_repo_id_loads_from_the_local_cache(hf_cache, tiny_folder, tiny):

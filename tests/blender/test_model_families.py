@@ -33,7 +33,8 @@ def tiny_models(tmp_path_factory):
     script = (
         "import sys\nsys.path.insert(0, 'tests')\n"
         "from engine.tiny_random import build_tiny_family, write_tiny_model\n"
-        "from test_families import cache_repo, save_family_checkpoint\n"
+        "from hf_cache import cache_repo\n"
+        "from test_families import save_family_checkpoint\n"
         "from pathlib import Path\n"
         f"files = {SINGLE_FILES!r}\n"
         "root = Path(sys.argv[1])\n"

@@ -3,11 +3,14 @@
 Opened on the workflow step's .blend. A timer drives the UI the way an artist would: the biggest area becomes the
 Sequencer with its sidebar on the Bend tab (clicked with xdotool: ``Region.active_panel_category`` is read-only),
 another an Image Editor; then Render Bent Frames and Preview Frame run modally (``'INVOKE_DEFAULT'`` inside a
-``context.temp_override``). Screenshots land in ``OUT/screenshots``: the window at each stage, and crops of the
-sidebar, the status bar during the render, the strip in the Sequencer and the preview. A screenshot that is one
+``context.temp_override``). Live Preview follows: on, the playhead moved three times without waiting, the last
+frame shown in "Bend Preview" and never an older one after a newer one, then Esc. Screenshots land in
+``OUT/screenshots``: the window at each stage, and crops of the sidebar, the status bar during the render, the strip
+in the Sequencer, the preview and the Preview panel with Live Preview's button and time. A screenshot that is one
 flat colour is a FAIL.
 """
 
+import re
 import shutil
 import sys
 import time
@@ -16,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bpy
-from real_common import MODULE, OUT, ExtensionWarnings, extension, extension_folder
+from real_common import MODULE, OUT, ExtensionWarnings, Recorder, extension, extension_folder
 from real_ui import (
     SHOTS,
     check_not_blank,
@@ -25,9 +28,11 @@ from real_ui import (
     click,
     crop,
     crop_region,
+    key,
     log,
     modal_running,
     override,
+    record_until,
     region,
     region_pixels,
     run,
@@ -44,6 +49,11 @@ RENDER_FOLDER = OUT / "windowed" / "frames"
 SIZE = 64
 STEPS = 3
 PREVIEW_FRAME = 5
+# Live Preview starts on PREVIEW_FRAME, then the playhead jumps through these without waiting for a preview. Out of
+# order, so that an older frame means one asked for earlier, not a lower number.
+LIVE_FRAMES = (2, 7, 3)
+LIVE_GAP = 0.15  # between the jumps: a few of Live Preview's 0.05 s ticks, so each jump is seen as a request
+LIVE_STATUS = re.compile(r"frame (\d+) in ([\d.]+) s")
 # Where the sidebar's first panel header sits below the region's top, and the spacing of folded headers (UI scale 1).
 HEADER_TOP = 16
 HEADER_PITCH = 28
@@ -52,6 +62,129 @@ HEADER_PITCH = 28
 FIELD_RUN = 60
 
 # --- the session -------------------------------------------------------------------------------------------
+
+
+def image_pixels(image) -> list[float]:
+    return list(image.pixels[:])
+
+
+def file_pixels(path) -> list[float] | None:
+    """A PNG's pixels as Blender loads them (so they compare equal to an image's loaded from the same bytes)."""
+    if not path.is_file():
+        return None
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        return image_pixels(image)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def check_live_preview(scene, sequencer, image_editor):
+    """Live Preview, modal, as an artist uses it: on, the playhead moved three times in quick succession, the newest
+    frame shown and never an older one after it, the Preview panel with its button and time, then Esc."""
+    ext = extension()
+    live = ext.operators.preview.LIVE
+    wm = bpy.context.window_manager
+    image = bpy.data.images.get("Bend Preview")
+    before = image_pixels(image) if image is not None else None
+    scene.frame_set(PREVIEW_FRAME)
+    log("live: bend.live_preview('INVOKE_DEFAULT')")
+    with override(sequencer):
+        result = bpy.ops.bend.live_preview("INVOKE_DEFAULT")
+    if not checks.check(result == {"RUNNING_MODAL"}, f"bend.live_preview('INVOKE_DEFAULT') returned {result}"):
+        return
+    checks.check(wm.bend_live_preview, "WindowManager.bend_live_preview is off right after Live Preview started")
+    seen: list[tuple[float, str]] = []  # (seconds, status) each time the status changed
+
+    def status() -> str:
+        return wm.bend_live_preview_status
+
+    def names(frame: int):
+        return lambda text: (m := LIVE_STATUS.search(text)) is not None and int(m.group(1)) == frame
+
+    yield from record_until(status, names(PREVIEW_FRAME), 300, f"Live Preview to show frame {PREVIEW_FRAME}", seen)
+    first_serial = live.serial
+    # The jumps, each after a few of Live Preview's ticks and none after a preview: every one after the first lands
+    # while a request is in flight, which then must be stopped and its answer dropped.
+    for frame in LIVE_FRAMES:
+        scene.frame_set(frame)
+        yield LIVE_GAP
+    requests = live.serial - first_serial
+    last = LIVE_FRAMES[-1]
+    yield from record_until(status, names(last), 300, f"Live Preview to show frame {last}, the last one asked", seen)
+    shown = [frame for serial, frame in live.shown if serial > first_serial]
+    log(f"live: status over time {seen}; shown after the jumps {shown}; {requests} requests for {len(LIVE_FRAMES)}")
+    # Older means asked earlier: the statuses' frames must follow the order they were asked in.
+    order = (PREVIEW_FRAME, *LIVE_FRAMES)
+    frames = [int(m.group(1)) for _, text in seen if (m := LIVE_STATUS.search(text))]
+    others = [text for _, text in seen if text and not LIVE_STATUS.search(text)]
+    checks.check(not others, f"Live Preview's status said {others[0]!r}" if others else "")
+    positions = [order.index(f) for f in frames if f in order]
+    checks.check(
+        all(f in order for f in frames) and positions == sorted(positions),
+        f"Live Preview showed an older frame after a newer one, or one never asked: statuses {frames}, asked {order}",
+    )
+    serials = [serial for serial, _ in live.shown]
+    checks.check(serials == sorted(set(serials)), f"Live Preview showed requests out of order: {list(live.shown)}")
+    checks.check(
+        bool(shown) and shown[-1] == last and requests >= 1,
+        f"after the jumps Live Preview showed frames {shown} from {requests} requests; want the last to be {last}",
+    )
+    seconds = float(LIVE_STATUS.search(seen[-1][1]).group(2)) if frames and frames[-1] == last else float("nan")
+    # The image: the frame the engine wrote for the last request, and no longer what Preview Frame showed.
+    image = bpy.data.images.get("Bend Preview")
+    bent = ext.operators.preview.preview_folder(scene) / "bent" / ext.engine.frame_store.frame_file_name(last)
+    if checks.check(image is not None, "no 'Bend Preview' image after Live Preview"):
+        now, expected = image_pixels(image), file_pixels(bent)
+        checks.check(expected is not None, f"Live Preview left no {bent}")
+        checks.check(
+            expected is None or now == expected,
+            f"'Bend Preview' does not hold Live Preview's frame {last} ({bent}): the image was not updated",
+        )
+        if before is not None and now == before:
+            earlier = file_pixels(bent.with_name(ext.engine.frame_store.frame_file_name(PREVIEW_FRAME)))
+            checks.check(
+                earlier == expected,
+                f"'Bend Preview' still shows what Preview Frame {PREVIEW_FRAME} showed after Live Preview of {last}",
+            )
+            checks.note(f"frames {PREVIEW_FRAME} and {last} preview to the same pixels")
+    # What the Preview panel draws (its real draw code against a recording layout): the button and the time.
+    recorded = Recorder()
+    ext.panels.sequencer.draw_preview(recorded, bpy.context)
+    checks.check(
+        any(op[0] == "bend.live_preview" for op in recorded.operators),
+        f"the Preview panel draws no Live Preview button: {recorded.operators}",
+    )
+    checks.check(status() in recorded.labels, f"the Preview panel does not show {status()!r}: {recorded.labels}")
+    sequencer.tag_redraw()
+    yield 0.5
+    yield from settled(sequencer)
+    on = region_pixels(sequencer)
+    shot = screenshot("window_live_preview")
+    crop_region(shot, "sidebar_live_preview", sequencer, "UI")
+    crop(shot, "status_bar_live_preview", 0, 0, window().width, status_bar_height())
+    with override(image_editor):
+        bpy.ops.image.view_all(fit_view=True)
+    # Esc, as an artist stops it; the keyboard goes to the window under the pointer.
+    log("live: Esc")
+    key("Escape")
+    yield from wait_for(lambda: not modal_running("BEND_OT_live_preview"), 10, "Esc to end Live Preview")
+    if modal_running("BEND_OT_live_preview"):  # still on: the toggle, so that the rest of the run is not disturbed
+        with override(sequencer):
+            bpy.ops.bend.live_preview("INVOKE_DEFAULT")
+        yield from wait_for(lambda: not modal_running("BEND_OT_live_preview"), 10, "the toggle to end Live Preview")
+    checks.check(not wm.bend_live_preview, "WindowManager.bend_live_preview is still on after Esc")
+    checks.check(live.idle, "Live Preview still has a request in flight or pending after it stopped")
+    yield 0.5
+    yield from settled(sequencer)
+    # The button is no longer drawn pressed: the sidebar changes, so the Preview panel is in the screenshot.
+    checks.check(
+        region_pixels(sequencer) != on,
+        "the sidebar looks the same with Live Preview on and off: the Preview panel's button is not in view",
+    )
+    screenshot("window_live_preview_off")
+    log(f"live: stopped; frame {last} in {seconds} s")
+    return requests, len(shown), seconds
 
 
 def check_driven_colour(scene, sequencer, sidebar):
@@ -199,12 +332,16 @@ def session():
         yield 1.0
         shot = screenshot("window_preview")
         crop_region(shot, "preview", image_editor)
+    live = yield from check_live_preview(scene, sequencer, image_editor)
     with override():
         bpy.ops.bend.preview_release()
     for warning in seen.of(DeprecationWarning):
         checks.fail(f"DeprecationWarning from the extension: {warning}")
+    requests, shown, seconds = live or (0, 0, float("nan"))
     checks.finish(
         f"Bend tab, modal render of {rendered} frames, preview of frame {PREVIEW_FRAME}; "
+        f"Live Preview through frames {', '.join(map(str, LIVE_FRAMES))}: {requests} requests, {shown} shown, "
+        f"frame {LIVE_FRAMES[-1]} in {seconds:.2f} s; "
         f"{len(list(SHOTS.glob('*.png')))} screenshots in {SHOTS}"
     )
 

@@ -13,8 +13,9 @@ The steps, in order, each printing PASS or FAIL with its reason; the first FAIL 
                the extension's site-packages (pip's cache stays in the chroot, so a rerun is quicker)
     workflow   ``blender -b``: a synthesized song as a sound strip, bake, a bend driven by RMS, tiny-random render,
                export; the MP4 must hold H.264 and AAC; a DeprecationWarning from the extension's code is a FAIL
-    windowed   a Blender window under Xvfb: the Sequencer's Bend tab, Render Bent Frames and Preview Frame run
-               modally, screenshots of the panels, the status bar, the preview and the strip (``OUT/screenshots``)
+    windowed   a Blender window under Xvfb: the Sequencer's Bend tab, Render Bent Frames, Preview Frame and Live
+               Preview run modally (a driven Parameter must show the driven colour), screenshots of the panels, the
+               status bar, the preview and the strip (``OUT/screenshots``)
 
 Every Blender run's full output is in ``OUT/logs/<step>.log``. ``--from`` starts at a later step, reusing what the
 earlier steps left in OUT (the user folder with its installed dependencies, the workflow's .blend).

@@ -235,6 +235,31 @@ def wait_for(condition, seconds: float, what: str, poll: float = 0.25):
         yield poll
 
 
+def record_until(read, condition, seconds: float, what: str, seen: list, poll: float = 0.1):
+    """Like ``wait_for``, appending to ``seen`` each value of ``read()`` that differs from the one before, with its
+    time: what the UI showed, in order (a generator: it waits between reads)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if not seen or seen[-1][1] != value:
+            seen.append((round(time.monotonic() - _started, 2), value))
+        if condition(value):
+            return
+        if time.monotonic() > deadline:
+            checks.fail(f"waited {seconds:.0f} s for {what}; last seen {value!r}")
+            return
+        yield poll
+
+
+def key(name: str) -> None:
+    """A key press (xdotool's key name) with the pointer over the window, which then has the keyboard focus."""
+    subprocess.run(
+        ["xdotool", "mousemove", "--sync", str(window().width // 2), str(window().height // 2), "key", name],
+        check=True,
+        capture_output=True,
+    )
+
+
 # --- running a session -------------------------------------------------------------------------------------
 
 
