@@ -27,9 +27,10 @@ LORA_NODE = "BendLoraNode"
 STACK_NAME = "Bend Stack"
 
 
-def node_path(name: str, prop: str = "") -> str:
-    """The tree's data path of a node's property (``nodes["R1"].param``), or the node's own prefix without ``prop``."""
-    prefix = f'nodes["{bpy.utils.escape_identifier(name)}"]'
+def node_path(node: bpy.types.Node, prop: str = "") -> str:
+    """The tree's data path of a node's property (``nodes["R1"].param``, or ``param_vector[2]`` for a component a
+    driver variable reads), or the node's own prefix without ``prop``; the node's part comes from Blender."""
+    prefix = node.path_from_id()
     return f"{prefix}.{prop}" if prop else prefix
 
 
@@ -100,7 +101,7 @@ def new_node(tree: bpy.types.NodeTree, idname: str, name: str, position: int | N
 def remove_node(node: bpy.types.Node) -> None:
     """Delete a node of the stack with its keyframes and drivers; the others keep theirs and their order."""
     tree = node.id_data
-    animation.remove_animation(tree, node_path(node.name) + ".")
+    animation.remove_animation(tree, node_path(node) + ".")
     idname = node.bl_idname
     tree.nodes.remove(node)
     renumber(_ordered(tree, idname))
@@ -111,7 +112,7 @@ def duplicate_bend(node: bpy.types.Node) -> bpy.types.Node:
     tree = node.id_data
     copy = new_node(tree, BEND_NODE, node.name, node.position + 1)
     copy_settings(node, copy)
-    animation.copy_animation(tree, node_path(node.name) + ".", tree, node_path(copy.name) + ".")
+    animation.copy_animation(tree, node_path(node) + ".", tree, node_path(copy) + ".")
     return copy
 
 

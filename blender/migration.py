@@ -54,12 +54,13 @@ def migrate_scene(scene: bpy.types.Scene) -> int:
     for fcurve in list(compat.action_fcurves(scene)):
         found = _legacy_name(scene, fcurve.data_path)
         if found is not None and found[0] in names:
-            path = bend_stack.node_path(names[found[0]], found[1])
+            path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
             animation.copy_fcurve(fcurve, compat.new_fcurve(tree, path, fcurve.array_index))
     for driver in list(scene.animation_data.drivers if scene.animation_data else []):
         found = _legacy_name(scene, driver.data_path)
         if found is not None and found[0] in names:
-            copy = animation.new_driver(tree, bend_stack.node_path(names[found[0]], found[1]), driver.array_index)
+            path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
+            copy = animation.new_driver(tree, path, driver.array_index)
             animation.copy_fcurve(driver, copy)
             animation.copy_driver(driver.driver, copy.driver)
     _retarget_reads_of_bends(scene, tree, names)
@@ -87,7 +88,7 @@ def _retarget_reads_of_bends(scene: bpy.types.Scene, tree: bpy.types.NodeTree, n
                     if found is not None and found[0] in names:
                         target.id_type = "NODETREE"
                         target.id = tree
-                        target.data_path = bend_stack.node_path(names[found[0]], found[1])
+                        target.data_path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
 
 
 def migrate_all() -> list[str]:
