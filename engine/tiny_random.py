@@ -35,6 +35,24 @@ def byte_level_vocab() -> dict[str, int]:
     return vocab
 
 
+def _tiny_unet(**family_settings: Any) -> torch.nn.Module:
+    """SD 1.x's and 2.x's tiny U-Net: 8×8 latents, cross-attention on 32-wide text (drawn from the caller's RNG)."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        **family_settings,
+    )
+
+
 def _tiny_vae(**family_settings: Any) -> torch.nn.Module:
     """Every tiny model's VAE: 4 latent channels, 64×64 images to 8×8 latents (drawn from the caller's seeded RNG)."""
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -54,7 +72,6 @@ def _tiny_vae(**family_settings: Any) -> torch.nn.Module:
 
 def build_tiny_components() -> dict[str, Any]:
     """Return ``tokenizer, text_encoder, unet, vae, scheduler`` with weights drawn from a fixed seed."""
-    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -77,17 +94,7 @@ def build_tiny_components() -> dict[str, Any]:
                 max_position_embeddings=MAX_TOKENS,
             )
         )
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=2,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            norm_num_groups=32,
-        )
+        unet = _tiny_unet()
         vae = _tiny_vae()
     scheduler = DDIMScheduler(
         beta_start=0.00085,
@@ -126,7 +133,6 @@ def _text_encoder(hidden: int, vocab: int, act: str, projection: int | None = No
 
 def _sd2_components(prediction: str) -> dict[str, Any]:
     """SD 2.x in miniature: OpenCLIP-style text layers (GELU, "!" padding), linear attention projections."""
-    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTokenizer
 
@@ -135,19 +141,7 @@ def _sd2_components(prediction: str) -> dict[str, Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(WEIGHT_SEED + 2)
         components["text_encoder"] = _text_encoder(32, len(vocab), "gelu")
-        components["unet"] = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=2,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            norm_num_groups=32,
-        )
+        components["unet"] = _tiny_unet(attention_head_dim=(2, 4), use_linear_projection=True)  # as SD 2.x
     components["tokenizer"] = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS, pad_token="!")
     components["scheduler"] = DDIMScheduler.from_config(components["scheduler"].config, prediction_type=prediction)
     return components

@@ -439,17 +439,7 @@ def _diffusers_images(model: Model, family: str, weights: list[float], layer: in
 
 
 def _engine_image(model: Model, weights: list[float], placed=(), params=None) -> np.ndarray:
-    bank = PromptBank.for_model(model, PROMPTS)
-    sampler = BentSampler(
-        model,
-        BendStack(list(placed)),
-        steps=STEPS,
-        guidance=7.5,
-        uncond=model.family.negative(model, bank.conditioning, ""),
-    )
-    a, b = noise_fields(46, (4, SIZE // model.vae_scale_factor, SIZE // model.vae_scale_factor))
-    latents = sampler.txt2img(circular_walk(a, b, [0.0]), bank.mixed([weights]), params or {}, seed=46)
-    return sampler.decode(latents)
+    return _render(model, [weights], placed, params, phases=[0.0])
 
 
 @pytest.mark.parametrize("family", ["sd2-v", "sdxl"])
