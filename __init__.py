@@ -7,11 +7,11 @@ The Blender side registers here: scene properties (``properties.py``), operators
 
 from __future__ import annotations
 
-from .blender import bend_stack, dependencies, migration, preferences, properties
+from .blender import dependencies, legacy_stack, migration, preferences, properties
 from .operators import MODULES as OPERATOR_MODULES
 from .panels import MODULES as PANEL_MODULES
 
-_MODULES = (preferences, properties, bend_stack, migration, *OPERATOR_MODULES, *PANEL_MODULES)
+_MODULES = (preferences, properties, legacy_stack, migration, *OPERATOR_MODULES, *PANEL_MODULES)
 
 
 def register() -> None:

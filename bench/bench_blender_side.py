@@ -111,19 +111,21 @@ def bench_bake(song: Path, repeats: int) -> None:
     values = postprocess(raw, audio.fps, normalization="minmax")
     rms = [float(v) for v in values["rms"]]
     names = list(values)
+    features = ext.blender.audio_features
+    features.ensure(scene)  # the properties a bake writes its curves on
 
     def bake() -> None:
         assert bpy.ops.bend.bake_audio() == {"FINISHED"}
 
     def write_all() -> None:
         for name in names:
-            ext.blender.animation.write_keys(scene, f"bend.audio.{name}", frames, values[name])
+            ext.blender.animation.write_keys(scene, features.path(name), frames, values[name])
 
     def write_one_bulk() -> None:
-        ext.blender.animation.write_keys(scene, "bend.audio.rms", frames, rms)
+        ext.blender.animation.write_keys(scene, features.path("rms"), frames, rms)
 
     def write_one_insert() -> None:
-        path = "bend.audio.rms"
+        path = features.path("rms")
         ext.blender.animation.remove_animation(scene, path)
         scene.keyframe_insert(path, frame=frames[0])
         points = ext.blender.compat.find_fcurve(scene, path).keyframe_points
@@ -142,7 +144,7 @@ def bench_bake(song: Path, repeats: int) -> None:
         },
         repeats,
     )
-    check = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
+    check = ext.blender.compat.find_fcurve(scene, features.path("rms"))
     assert len(check.keyframe_points) == n_frames
     print(
         f"(a) bake: {SECONDS // 60} min stereo {SAMPLE_RATE / 1000:g} kHz 16-bit WAV as a sound strip, "
@@ -171,9 +173,10 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
     else:  # no Audaspace in this bpy: write the features directly
         values = compute_features(synthesise(), SAMPLE_RATE, FPS, n_frames=SECONDS * FPS)
         frames = list(range(scene.frame_start, scene.frame_end + 1))
+        ext.blender.audio_features.ensure(scene)  # as a bake does
         for name, curve in values.items():
             ext.blender.animation.write_keys(
-                scene, f"bend.audio.{name}", frames, curve / max(float(curve.max()), 1e-12)
+                scene, ext.blender.audio_features.path(name), frames, curve / max(float(curve.max()), 1e-12)
             )
     prefs = bpy.context.preferences.addons[extension_session.MODULE].preferences
     prefs.model_source = "tiny-random"
@@ -206,7 +209,7 @@ def bench_build_job(song: Path | None, repeats: int) -> None:
         repeats,
     )
     document = documents[-1]
-    rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
+    rms = ext.blender.compat.find_fcurve(scene, ext.blender.audio_features.path("rms"))
     angles = np.array([f["bends"][rotation.name] for f in document["frames"]])
     expected = np.array([2 * math.pi * rms.evaluate(f) for f in range(first, last + 1)])
     assert len(document["frames"]) == last - first + 1 and len(set(angles)) > 100  # the song drives the bend

@@ -63,8 +63,7 @@ def main() -> None:
     scene.bend.steps = 20
     scene.bend.preview.steps, scene.bend.preview.scale = 0, 50
     bpy.ops.bend.bend_add(op="rotate_r1")
-    stack = getattr(scene.bend, "stack", None)
-    bend = stack.nodes["R1"] if stack is not None else scene.bend.bends[0]
+    bend = scene.bend.bends["R1"]
     print(
         f"bend.preview_frame, tiny-random 64×64 at 50%, {scene.bend.steps} steps; {args.repeats} warm previews "
         "per round"

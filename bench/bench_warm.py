@@ -36,8 +36,7 @@ WARM = "BEND_WARM_ENGINE"
 
 
 def _bend(scene):
-    stack = getattr(scene.bend, "stack", None)
-    return stack.nodes["R1"] if stack is not None else scene.bend.bends[0]
+    return scene.bend.bends["R1"]
 
 
 def _scene(bpy, folder: Path, frames: int):

@@ -1,19 +1,16 @@
-"""F-curves and drivers on an ID: bulk keyframe writes, copies, and keeping animation with its item.
+"""F-curves and drivers on an ID: bulk keyframe writes, copies, and keeping a list item's animation with it.
 
-A bend is a node of the scene's bend stack (``bend_stack.py``), so its animation lives on the tree at the path
-Blender's own UI uses, ``node.path_from_id("param")`` == ``nodes["R1"].param``: nodes are keyed by name, and
-Blender moves their F-curves and drivers itself when a node is renamed.
-
-Prompts are collection items of the Scene, animated through ``bend.prompts["Prompt 1"].weight``. Paths keyed by
-name follow an item when the list is reordered; index-keyed paths (``bend.prompts[0].weight``, which is what
-Blender creates when the artist presses I over a property) follow the position instead. The prompt operators
-therefore rewrite index paths as name paths before they remove anything.
+A list item's keys and drivers live on its ID at the path Blender's own UI gives it, ``item.path_from_id(prop)``:
+``bend.bends[2].param``, ``bend.prompts[0].weight``. That is the path the field's colour and keyframe dot, the I key,
+Insert Keyframe, Add Driver, Copy Data Path, the Graph Editor and the job all share. An index path follows a
+position, not an item, so the list operators call ``reindex`` when they reorder, remove or duplicate items:
+every F-curve, driver and driver variable that names an item by position is renumbered with it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import bpy
 
@@ -28,20 +25,74 @@ def animation_curves(id_data: bpy.types.ID) -> list[bpy.types.FCurve]:
     return curves
 
 
-def key_paths_by_name(scene: bpy.types.Scene, collection: str) -> None:
-    """Rewrite ``bend.<collection>[i].x`` paths as ``bend.<collection>["name"].x``.
+def _item_pattern(list_path: str) -> re.Pattern[str]:
+    """``<list_path>[i]`` or ``<list_path>["name"]`` at the start of a data path."""
+    return re.compile(rf'^{re.escape(list_path)}(?:\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\])')
 
-    Blender keys collection items by index when the artist presses I over a property (and 5.0 rewrites
-    name paths to index paths on insert); an index follows the position, not the item. Operators that reorder or
-    remove items call this first, so animation stays with its item.
+
+def _unescape(name: str) -> str:
+    return name.replace('\\"', '"').replace("\\\\", "\\")
+
+
+def readers_of(id_data: bpy.types.ID) -> list[bpy.types.DriverTarget]:
+    """Driver variable targets, on any ID, that read a property of ``id_data``."""
+    users = bpy.data.user_map(subset={id_data}).get(id_data, set()) | {id_data}
+    targets = []
+    for user in users:
+        anim = getattr(user, "animation_data", None)
+        for driver in anim.drivers if anim is not None else []:
+            for variable in driver.driver.variables:
+                targets += [t for t in variable.targets if t.id == id_data and t.data_path]
+    return targets
+
+
+def reindex(id_data: bpy.types.ID, items: bpy.types.bpy_prop_collection, new_index: Mapping[int, int | None]) -> None:
+    """Renumber the animation of a list's items before the list itself changes.
+
+    Every F-curve and driver of ``id_data`` under ``<list>[i]`` (or ``<list>["name"]``, resolved by the names the
+    items have now) moves to ``<list>[new_index[i]]``; an item mapped to None loses its curves. Driver variables
+    anywhere that read an item follow it too. Items absent from ``new_index`` keep their paths.
     """
-    items = getattr(scene.bend, collection)
-    pattern = re.compile(rf"^bend\.{collection}\[(\d+)\]")
-    for fcurve in animation_curves(scene):
-        match = pattern.match(fcurve.data_path)
-        if match and int(match.group(1)) < len(items):
-            name = bpy.utils.escape_identifier(items[int(match.group(1))].name)
-            fcurve.data_path = f'bend.{collection}["{name}"]' + fcurve.data_path[match.end() :]
+    list_path = items.path_from_id()
+    pattern = _item_pattern(list_path)
+
+    def renumbered(path: str) -> str | bool | None:
+        match = pattern.match(path)
+        if match is None:
+            return False  # not an item's path
+        index = int(match.group(1)) if match.group(1) is not None else items.find(_unescape(match.group(2)))
+        if index not in new_index:
+            return False
+        target = new_index[index]
+        return None if target is None else f"{list_path}[{target}]{path[match.end() :]}"
+
+    moves: list[tuple[bpy.types.bpy_struct, str]] = []
+    for fcurve in compat.action_fcurves(id_data):
+        path = renumbered(fcurve.data_path)
+        if path is None:
+            compat.remove_fcurve(id_data, fcurve)
+        elif path is not False:
+            moves.append((fcurve, path))
+    drivers = id_data.animation_data.drivers if id_data.animation_data else []
+    for driver in list(drivers):
+        path = renumbered(driver.data_path)
+        if path is None:
+            drivers.remove(driver)
+        elif path is not False:
+            moves.append((driver, path))
+    for target in readers_of(id_data):
+        path = renumbered(target.data_path)
+        if isinstance(path, str):
+            moves.append((target, path))
+    # Paths are assigned only once all are known: a permutation would otherwise read its own writes.
+    for holder, path in moves:
+        holder.data_path = path
+
+
+def copy_item_animation(id_data: bpy.types.ID, items: bpy.types.bpy_prop_collection, source: int, target: int) -> int:
+    """Copy the keys and drivers of ``items[source]`` to ``items[target]``; returns how many curves were copied."""
+    list_path = items.path_from_id()
+    return copy_animation(id_data, f"{list_path}[{source}].", id_data, f"{list_path}[{target}].")
 
 
 def remove_animation(id_data: bpy.types.ID, prefix: str) -> None:
@@ -188,26 +239,14 @@ def write_keys(
     if index < 0:
         remove_animation(id_data, path)
     else:  # only this component: the others keep their curves
-        for old in (compat.find_fcurve(id_data, path, index), _index_keyed(id_data, path, index)):
-            if old is not None:
-                compat.remove_fcurve(id_data, old)
+        old = compat.find_fcurve(id_data, path, index)
+        if old is not None:
+            compat.remove_fcurve(id_data, old)
     id_data.keyframe_insert(path, index=index, frame=frames[0])
-    fcurve = compat.find_fcurve(id_data, path, max(index, 0)) or _index_keyed(id_data, path, max(index, 0))
-    fcurve.data_path = path  # 5.0 keys the Scene's collection items by index on insert; keep the name
+    fcurve = compat.find_fcurve(id_data, path, max(index, 0))
     points = fcurve.keyframe_points
     points.clear()
     points.add(len(frames))
     points.foreach_set("co", [v for pair in zip(frames, values, strict=True) for v in (float(pair[0]), float(pair[1]))])
     points.foreach_set("interpolation", interpolation or [linear_interpolation()] * len(frames))
     fcurve.update()
-
-
-def _index_keyed(id_data: bpy.types.ID, path: str, index: int = 0) -> bpy.types.FCurve | None:
-    """The F-curve a Scene collection item's name path got as an index path on insert (5.0), if any."""
-    match = re.match(r'^bend\.(\w+)\["((?:[^"\\]|\\.)*)"\]', path)
-    if match and isinstance(id_data, bpy.types.Scene):
-        scene = id_data
-        items = getattr(scene.bend, match.group(1))
-        position = items.find(match.group(2).replace('\\"', '"').replace("\\\\", "\\"))
-        return compat.find_fcurve(scene, f"bend.{match.group(1)}[{position}]" + path[match.end() :], index)
-    return None

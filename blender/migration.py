@@ -1,104 +1,121 @@
-"""Files saved before bend stacks were node trees: their bends and animation move to a stack when they load.
+"""Files saved by earlier versions open with every bend, LoRA, key and driver where this version keeps them.
 
-The previous version kept bends in ``scene.bend.bends`` (a collection on the Scene) and their keys and drivers on
-the Scene, at ``bend.bends["R1"].param`` (or ``bend.bends[0].param``, as the I key made them). On load, each such
-scene gets a bend stack (``bend_stack.py``) with one node per bend, in the same order and with the same settings;
-every F-curve (keys with their handles and interpolation, modifiers) and driver (type, expression, variables and
-their targets, modifiers) is copied to the node's path on the tree, then the Scene's copies and the legacy list are
-cleared. The legacy list stays registered (hidden) only so that these files can be read.
+This version animates list items at the index paths Blender's UI gives them (``bend.bends[0].param``) and keeps
+the baked features as custom properties of the Scene (``["bend_rms"]``, ``audio_features.py``). On load:
+
+- **Name paths** (``bend.bends["R1"].param``, ``bend.prompts["Prompt 1"].weight``, as versions before the node-tree
+  stack keyed bends and every earlier version keyed prompts) become index paths.
+- **A node-tree stack** (``scene.bend.stack``, the previous version, ``legacy_stack.py``): each Bend and LoRA node
+  becomes an item of ``scene.bend.bends`` / ``scene.bend.loras`` in the stack's order with its settings, and every
+  F-curve (keys with handles and interpolation, modifiers) and driver (type, expression, variables, modifiers) on
+  the tree is copied to the item's path on the Scene. Drivers anywhere that read a node read its item. The tree is
+  deleted once no scene uses it.
+- **Features** keyed at ``bend.audio.<name>`` move to ``["bend_<name>"]``, and every driver variable reading one
+  (the feature drivers) reads the custom property instead.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import bpy
 
-from . import animation, bend_stack, compat
+from . import animated_list, animation, audio_features, bend_stack, legacy_stack
 
-_LEGACY = re.compile(r'^bend\.bends(?:\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\])\.')
+_LISTS = ("bends", "loras", "prompts")
+_NAME_PATH = re.compile(r'^bend\.(?:bends|loras|prompts)\["')
+_FEATURE_PATH = re.compile(r"^bend\.audio\.(\w+)$")
 
 
-def _legacy_name(scene: bpy.types.Scene, data_path: str) -> tuple[str, str] | None:
-    """(bend name, rest of the path) of a legacy bend path, keyed by name or by index; None for any other path."""
-    match = _LEGACY.match(data_path)
-    if match is None:
-        return None
-    if match.group(1) is not None:
-        name = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
-    else:
-        index = int(match.group(2))
-        if index >= len(scene.bend.bends):
-            return None
-        name = scene.bend.bends[index].name
-    return name, data_path[match.end() :]
+def _scene_paths(scene: bpy.types.Scene) -> list[str]:
+    """Every data path the scene's animation writes and every driver variable reading the scene reads."""
+    return [f.data_path for f in animation.animation_curves(scene)] + [t.data_path for t in animation.readers_of(scene)]
 
 
 def needs_migration(scene: bpy.types.Scene) -> bool:
-    settings = scene.bend
-    return len(settings.bends) > 0 or any(_legacy_name(scene, f.data_path) for f in animation.animation_curves(scene))
+    if scene.bend.stack is not None:
+        return True
+    return any(_NAME_PATH.match(path) or _FEATURE_PATH.match(path) for path in _scene_paths(scene))
+
+
+def _rename(scene: bpy.types.Scene, new_path: Callable[[str], str | None]) -> None:
+    """Give the scene's F-curves and drivers, and the variables reading the scene, ``new_path(path)`` where it
+    returns one."""
+    holders = [*animation.animation_curves(scene), *animation.readers_of(scene)]
+    for holder in holders:
+        path = new_path(holder.data_path)
+        if path is not None:
+            holder.data_path = path
+
+
+def _feature_path(path: str) -> str | None:
+    match = _FEATURE_PATH.match(path)
+    return audio_features.path(match.group(1)) if match else None
+
+
+def _migrate_stack(scene: bpy.types.Scene, tree: bpy.types.NodeTree) -> int:
+    """Copy a node-tree stack's bends and LoRAs, with their animation, into the scene's lists."""
+    moved: dict[str, str] = {}  # node path prefix on the tree -> item path prefix on the Scene
+    kinds = (
+        (legacy_stack.BEND_NODE, scene.bend.bends, bend_stack.copy_settings),
+        (legacy_stack.LORA_NODE, scene.bend.loras, _copy_lora),
+    )
+    first_bend = len(scene.bend.bends)
+    for idname, items, copy in kinds:
+        for node in legacy_stack.ordered(tree, idname):
+            item = animated_list.add_item(items, node.name)
+            copy(node, item)
+            moved[node.path_from_id() + "."] = item.path_from_id() + "."
+    if legacy_stack.ordered(tree, legacy_stack.BEND_NODE):
+        scene.bend.bend_index = first_bend + tree.active_bend
+    for old, new in moved.items():
+        animation.copy_animation(tree, old, scene, new)
+    for target in animation.readers_of(tree):  # e.g. an object's driver reading a bend's parameter
+        prefix = next((old for old in moved if target.data_path.startswith(old)), None)
+        if prefix is not None:
+            path = moved[prefix] + target.data_path[len(prefix) :]
+            target.id_type = "SCENE"  # before id: it decides which IDs the target accepts
+            target.id = scene
+            target.data_path = path
+    scene.bend.stack = None
+    return len(moved)
+
+
+def _copy_lora(node: bpy.types.Node, item: bpy.types.PropertyGroup) -> None:
+    item.filepath, item.weight = node.filepath, node.weight
 
 
 def migrate_scene(scene: bpy.types.Scene) -> int:
-    """Move the scene's legacy bends and their animation to its bend stack; returns how many bends moved."""
-    settings = scene.bend
-    tree = bend_stack.ensure_stack(scene)
-    names: dict[str, str] = {}  # legacy name -> node name (the same, unless the stack already had one)
-    for legacy in settings.bends:
-        node = bend_stack.new_node(tree, bend_stack.BEND_NODE, legacy.name)
-        bend_stack.copy_settings(legacy, node)
-        names[legacy.name] = node.name
-    if names:
-        tree.active_bend = len(bend_stack.bends(tree)) - len(names) + max(0, settings.bend_index)
-
-    for fcurve in list(compat.action_fcurves(scene)):
-        found = _legacy_name(scene, fcurve.data_path)
-        if found is not None and found[0] in names:
-            path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
-            animation.copy_fcurve(fcurve, compat.new_fcurve(tree, path, fcurve.array_index))
-    for driver in list(scene.animation_data.drivers if scene.animation_data else []):
-        found = _legacy_name(scene, driver.data_path)
-        if found is not None and found[0] in names:
-            path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
-            copy = animation.new_driver(tree, path, driver.array_index)
-            animation.copy_fcurve(driver, copy)
-            animation.copy_driver(driver.driver, copy.driver)
-    _retarget_reads_of_bends(scene, tree, names)
-
-    # Only now, with every copy made: clearing first would renumber the index paths still to be read.
-    for fcurve in list(compat.action_fcurves(scene)):
-        if _LEGACY.match(fcurve.data_path):
-            compat.remove_fcurve(scene, fcurve)
-    for driver in list(scene.animation_data.drivers if scene.animation_data else []):
-        if _LEGACY.match(driver.data_path):
-            scene.animation_data.drivers.remove(driver)
-    settings.bends.clear()
-    settings.bend_index = 0
-    return len(names)
-
-
-def _retarget_reads_of_bends(scene: bpy.types.Scene, tree: bpy.types.NodeTree, names: dict[str, str]) -> None:
-    """Drivers anywhere that read a legacy bend's value now read its node."""
-    owners = [tree, scene, *bpy.data.objects, *bpy.data.materials]
-    for owner in owners:
-        for driver in owner.animation_data.drivers if owner.animation_data else []:
-            for variable in driver.driver.variables:
-                for target in variable.targets:
-                    found = _legacy_name(scene, target.data_path) if target.id == scene else None
-                    if found is not None and found[0] in names:
-                        target.id_type = "NODETREE"
-                        target.id = tree
-                        target.data_path = bend_stack.node_path(tree.nodes[names[found[0]]], found[1])
+    """Bring one scene's bends, LoRAs, prompts and features to this version; returns how many items moved."""
+    for name in _LISTS:  # name paths to index paths, by the names the items have now
+        items = getattr(scene.bend, name)
+        animation.reindex(scene, items, {i: i for i in range(len(items))})
+    moved = 0
+    tree = scene.bend.stack
+    if tree is not None and tree.bl_idname == legacy_stack.STACK_TREE:
+        moved = _migrate_stack(scene, tree)
+    scene.bend.stack = None
+    if any(_FEATURE_PATH.match(path) for path in _scene_paths(scene)):
+        audio_features.ensure(scene)
+        _rename(scene, _feature_path)
+    return moved
 
 
 def migrate_all() -> list[str]:
     """Migrate every scene of the open file that needs it; the names of the scenes migrated."""
     migrated = []
+    trees = {scene.bend.stack for scene in bpy.data.scenes} - {None}
     for scene in bpy.data.scenes:
         if needs_migration(scene):
             count = migrate_scene(scene)
-            print(f"Diffusion Bender: moved {count} bends of scene {scene.name!r} and their animation to a bend stack")
+            print(f"Diffusion Bender: moved scene {scene.name!r} to this version ({count} bends and LoRAs)")
             migrated.append(scene.name)
+    for tree in trees:
+        # Its bends are on the scenes now; it goes unless the artist kept it on purpose (a fake user). By type and
+        # pointer, not by user count: 4.2 still counts a user for a pointer property just cleared.
+        if not tree.use_fake_user and all(scene.bend.stack != tree for scene in bpy.data.scenes):
+            bpy.data.node_groups.remove(tree)
     return migrated
 
 

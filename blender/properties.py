@@ -1,9 +1,10 @@
-"""Scene settings under ``scene.bend``: model, prompts, noise walk, img2img, the bend stack and baked audio features.
+"""Scene settings under ``scene.bend``: model, prompts, noise walk, img2img, the bend stack and its LoRAs.
 
-Everything an artist animates is an ordinary animatable property: prompt weights, the noise phase, img2img
-strength, each bend's parameter (on its node in the scene's bend stack, ``blender/bend_stack.py``) and the baked
-features. ``BendFields`` is what a bend holds; the stack's Bend node carries it. Enum identifiers are the engine's
-own names (``engine/catalog.py``), so the job builder passes them through unchanged.
+Everything an artist animates is an ordinary animatable property of the Scene: prompt weights, the noise phase,
+img2img strength, each bend's parameter and each LoRA's weight (lists on the Scene, ``blender/bend_stack.py``).
+The baked features are custom properties of the Scene (``blender/audio_features.py``). ``BendFields`` is what a
+bend holds. Enum identifiers are the engine's own names (``engine/catalog.py``), so the job builder passes them
+through unchanged.
 """
 
 # No "from __future__ import annotations": Blender reads property annotations as evaluated objects.
@@ -21,7 +22,6 @@ from bpy.props import (
 )
 
 from ..engine.catalog import (
-    FEATURE_NAMES,
     FEATURES,
     MAX_TEMPO_BPM,
     MIN_TEMPO_BPM,
@@ -33,7 +33,7 @@ from ..engine.catalog import (
     OptionSpec,
 )
 from ..engine.families import FAMILIES
-from . import compat, preferences
+from . import animated_list, compat, preferences
 from .model_family import ALL_UNET_TARGETS, model_family, unet_target_items
 
 # Labels and tooltips come from the engine's one description of each feature, so a new feature gets its property.
@@ -59,7 +59,7 @@ PARAM_VECTOR_SIZE = max(spec.param.length for spec in OPERATORS.values() if spec
 # Presentation only: the option's values are the catalog's, these are their names in menus.
 _OPTION_VALUE_LABELS = {"normalize_dim": {"0": "Channels", "1": "Rows", "2": "Columns"}}
 _INT_MAX = 2**31 - 1  # Blender's IntProperty is 32-bit
-STACK_TREE = "BendStackTree"  # bend_stack.BendStackTree's bl_idname, which scene.bend.stack accepts
+STACK_TREE = "BendStackTree"  # the previous version's node tree (legacy_stack.py), read only to migrate files
 
 
 def _operator_items() -> list[tuple[str, str, str]]:
@@ -147,7 +147,7 @@ class BendPrompt(bpy.types.PropertyGroup):
 class BendFields(_BendOptions):
     """Everything a bend holds: operator, placement, selection, options and its animatable parameter.
 
-    A mixin: the stack's Bend node (``bend_stack.BendNode``) and the legacy ``BendItem`` both carry these fields
+    A mixin: ``BendItem`` and the previous version's Bend node (``legacy_stack.BendNode``) both carry these fields
     (Blender registers a base class's annotations too), so a migrated bend copies them one by one by name.
     """
 
@@ -219,29 +219,41 @@ class BendFields(_BendOptions):
         return "param_vector" if param is not None and param.is_vector else "param"
 
 
+def _unique_in_list(list_name: str):
+    """An update for an item's name that keeps it unique in ``scene.bend.<list_name>`` (``R1``, ``R1.001``), as
+    Blender does for its own named lists: the job keys each bend's and LoRA's values by its name."""
+
+    def update(self, context: bpy.types.Context) -> None:
+        name = animated_list.unique_name(getattr(self.id_data.bend, list_name), self.name, self)
+        if name != self.name:
+            self.name = name  # runs this update once more, with a free name
+
+    return update
+
+
 class BendItem(BendFields, bpy.types.PropertyGroup):
-    """A bend as the previous version stored it, in ``scene.bend.bends`` with its animation on the Scene.
+    """One bend of the stack: an operator applied to the latent or inside the U-Net, with its animatable parameter"""
 
-    Registered (hidden) only so that files saved before bend stacks were node trees can be read and migrated
-    (``blender/migration.py``); nothing else reads or writes it.
-    """
-
-    name: StringProperty(name="Name", default="Bend")
-    previous_name: StringProperty(options={"HIDDEN"})
+    name: StringProperty(name="Name", default="Bend", update=_unique_in_list("bends"))
 
 
-def _feature_annotations() -> dict[str, object]:
-    return {
-        name: FloatProperty(name=FEATURE_LABELS[name][0], description=FEATURE_LABELS[name][1], default=0.0)
-        for name in FEATURE_NAMES
-    }
+class BendLora(bpy.types.PropertyGroup):
+    """A LoRA mixed into the model with an animatable weight: keyframe it, or drive it from the audio"""
 
-
-BendAudioFeatures = type(
-    "BendAudioFeatures",
-    (bpy.types.PropertyGroup,),
-    {"__annotations__": _feature_annotations(), "__doc__": "Baked audio features, one F-curve each"},
-)
+    name: StringProperty(name="Name", default="LoRA", update=_unique_in_list("loras"))
+    filepath: StringProperty(
+        name="File",
+        description="The LoRA's .safetensors file",
+        subtype="FILE_PATH",
+        options=compat.BLEND_RELATIVE_PATH,
+    )
+    weight: FloatProperty(
+        name="Weight",
+        description="How strongly the LoRA applies on this frame; keyframe it, or drive it from an audio feature",
+        default=1.0,
+        soft_min=0.0,
+        soft_max=1.0,
+    )
 
 
 class BendBakeSettings(bpy.types.PropertyGroup):
@@ -375,13 +387,6 @@ def _is_bend_stack(self, tree: bpy.types.NodeTree) -> bool:
     return tree.bl_idname == STACK_TREE
 
 
-def _on_stack(self: "BendSettings", context: bpy.types.Context) -> None:
-    from . import bend_stack  # it imports this module for BendFields
-
-    if self.stack is not None:
-        bend_stack.retarget_drivers(self.stack, self.id_data)
-
-
 class BendSettings(bpy.types.PropertyGroup):
     model_source: StringProperty(
         name="Model",
@@ -470,24 +475,19 @@ class BendSettings(bpy.types.PropertyGroup):
         subtype="FILE_PATH",
         options=compat.BLEND_RELATIVE_PATH,
     )
-    # The previous version's bend list (read only by the migration on load) and the bend stack that replaces it.
-    bends: CollectionProperty(type=BendItem, options={"HIDDEN"})
-    bend_index: IntProperty(name="Active Bend", options={"HIDDEN"})
-    stack: PointerProperty(
-        type=bpy.types.NodeTree,
-        name="Bend Stack",
-        description="The bends applied to every frame, in order, and the LoRAs: a node tree that can be appended "
-        "from another file or shared as an asset",
-        poll=_is_bend_stack,
-        update=_on_stack,
-    )
+    # The bend stack: bends applied in order to every frame, and the LoRAs mixed into the model.
+    bends: CollectionProperty(type=BendItem)
+    bend_index: IntProperty(name="Active Bend")
+    loras: CollectionProperty(type=BendLora)
+    lora_index: IntProperty(name="Active LoRA")
+    # The previous version's node-tree stack (legacy_stack.py); migration.py moves it into the lists on load.
+    stack: PointerProperty(type=bpy.types.NodeTree, poll=_is_bend_stack, options={"HIDDEN"})
     output_folder: StringProperty(
         name="Output",
         description="Where frames and the job go; empty: //bend/<scene name>/",
         subtype="DIR_PATH",
         options=compat.BLEND_RELATIVE_PATH,
     )
-    audio: PointerProperty(type=BendAudioFeatures)
     audio_bake: PointerProperty(type=BendBakeSettings)
     preview: PointerProperty(type=BendPreviewSettings)
     sweep: PointerProperty(type=BendSweepSettings)
@@ -496,7 +496,7 @@ class BendSettings(bpy.types.PropertyGroup):
 CLASSES = (
     BendPrompt,
     BendItem,
-    BendAudioFeatures,
+    BendLora,
     BendBakeSettings,
     BendPreviewSettings,
     BendSweepSettings,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from ..blender import compat
+from ..blender import audio_features, compat
 from ..blender.animation import write_keys
 from ..blender.audio_source import AudioSourceError, SceneAudio, find_strip, mixdown_audio, scene_fps, strip_audio
 from ..blender.dependencies import missing_bake_modules, missing_message
@@ -113,8 +113,9 @@ def bake(scene: bpy.types.Scene) -> tuple[str, list[str]]:
     values = postprocess(features, audio.fps, normalization=settings.normalization, **shaping)
     stored = json.dumps({"fingerprint": _fingerprint(audio, keywords), **_events(analysis)})
     frames = range(scene.frame_start, scene.frame_end + 1)
+    audio_features.ensure(scene)
     for name in FEATURE_NAMES:
-        write_keys(scene, f"bend.audio.{name}", frames, values[name])
+        write_keys(scene, audio_features.path(name), frames, values[name])
     settings.baked_tempo = analysis.tempo_bpm
     settings.baked_analysis = stored
     tempo = f"{analysis.tempo_bpm:.1f} BPM" if analysis.tempo_bpm else "no beat found"

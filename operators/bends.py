@@ -1,21 +1,20 @@
 """The bend stack: add, remove, duplicate and reorder bends; add and remove LoRAs.
 
-Bends and LoRAs are nodes of the scene's bend stack (``blender/bend_stack.py``), animated at their node's name path,
-so reordering changes only their positions and leaves every curve where it is; removing a bend deletes its own
-curves and no other; duplicating copies them.
+Bends and LoRAs are lists on the Scene (``blender/bend_stack.py``), animated at their index paths; every operator
+here that changes positions renumbers the animation with the items, so each bend keeps its own keys and drivers.
 """
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..blender import bend_stack
+from ..blender import animated_list, bend_stack
 from ..engine.catalog import OPERATORS
 
 DEFAULT_NAMES = {"rotate_r1": "R1", "rotate_r2": "R2", "rotate_r3": "R3", "rotate_r4": "R4"}
 
 
 class BEND_OT_bend_add(bpy.types.Operator):
-    """Add a bend to the end of the stack (the first one creates the scene's bend stack)"""
+    """Add a bend to the end of the stack"""
 
     bl_idname = "bend.bend_add"
     bl_label = "Add Bend"
@@ -24,14 +23,13 @@ class BEND_OT_bend_add(bpy.types.Operator):
     op: EnumProperty(name="Operator", items=[(n, n, s.summary) for n, s in OPERATORS.items()], default="rotate_r1")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        tree = bend_stack.ensure_stack(context.scene)
-        name = DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title())
-        bend = bend_stack.new_node(tree, bend_stack.BEND_NODE, name)
+        settings = context.scene.bend
+        bend = animated_list.add_item(settings.bends, DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title()))
         bend.op = self.op
         param = OPERATORS[self.op].param
         if param is not None and param.is_vector:  # start at the operator's neutral value (identity matrix, 0 angles)
             bend.param_vector[: param.length] = param.default
-        tree.active_bend = bend.position
+        settings.bend_index = len(settings.bends) - 1
         return {"FINISHED"}
 
 
@@ -49,9 +47,9 @@ class BEND_OT_bend_remove(_ActiveBend, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        tree = context.scene.bend.stack
-        bend_stack.remove_node(bend_stack.active_bend(context.scene))
-        tree.active_bend = max(0, min(tree.active_bend, len(bend_stack.bends(tree)) - 1))
+        settings = context.scene.bend
+        animated_list.remove_item(settings.bends, settings.bend_index)
+        settings.bend_index = max(0, min(settings.bend_index, len(settings.bends) - 1))
         return {"FINISHED"}
 
 
@@ -63,8 +61,9 @@ class BEND_OT_bend_duplicate(_ActiveBend, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        copy = bend_stack.duplicate_bend(bend_stack.active_bend(context.scene))
-        context.scene.bend.stack.active_bend = copy.position
+        settings = context.scene.bend
+        animated_list.duplicate_item(settings.bends, settings.bend_index, bend_stack.copy_settings)
+        settings.bend_index += 1
         return {"FINISHED"}
 
 
@@ -78,15 +77,16 @@ class BEND_OT_bend_move(_ActiveBend, bpy.types.Operator):
     direction: EnumProperty(items=[("UP", "Up", ""), ("DOWN", "Down", "")])
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        bend = bend_stack.active_bend(context.scene)
-        if not bend_stack.move(bend, -1 if self.direction == "UP" else 1):
+        settings = context.scene.bend
+        offset = -1 if self.direction == "UP" else 1
+        if not animated_list.move_item(settings.bends, settings.bend_index, offset):
             return {"CANCELLED"}
-        context.scene.bend.stack.active_bend = bend.position
+        settings.bend_index += offset
         return {"FINISHED"}
 
 
 class BEND_OT_lora_add(bpy.types.Operator):
-    """Add a LoRA to the stack: its weight is animatable, so a style can swell with the music"""
+    """Add a LoRA: its weight is animatable, so a style can swell with the music"""
 
     bl_idname = "bend.lora_add"
     bl_label = "Add LoRA"
@@ -100,13 +100,13 @@ class BEND_OT_lora_add(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        tree = bend_stack.ensure_stack(context.scene)
+        settings = context.scene.bend
         stem = bpy.path.display_name_from_filepath(self.filepath) if self.filepath else "LoRA"
-        lora = bend_stack.new_node(tree, bend_stack.LORA_NODE, stem or "LoRA")
+        lora = animated_list.add_item(settings.loras, stem or "LoRA")
         if self.filepath:
             # Relative to the .blend when it is saved, so the file travels with the project.
             lora.filepath = bpy.path.relpath(self.filepath) if bpy.data.filepath else self.filepath
-        tree.active_lora = lora.position
+        settings.lora_index = len(settings.loras) - 1
         return {"FINISHED"}
 
 
@@ -122,9 +122,9 @@ class BEND_OT_lora_remove(bpy.types.Operator):
         return context.scene is not None and bend_stack.active_lora(context.scene) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        tree = context.scene.bend.stack
-        bend_stack.remove_node(bend_stack.active_lora(context.scene))
-        tree.active_lora = max(0, min(tree.active_lora, len(bend_stack.loras(tree)) - 1))
+        settings = context.scene.bend
+        animated_list.remove_item(settings.loras, settings.lora_index)
+        settings.lora_index = max(0, min(settings.lora_index, len(settings.loras) - 1))
         return {"FINISHED"}
 
 

@@ -1,11 +1,11 @@
 """Driving a bend's parameter from baked audio features, with real Blender drivers.
 
 Each driver is ``low + (high - low) * feature`` on the bend's parameter (or one component of a vector parameter,
-by its array index), reading ``scene.bend.audio.<feature>``. It lives on the bend stack (a node tree) at the
-parameter's own path, ``nodes["R1"].param``: the field shows purple, and the tree reading the Scene makes no
-dependency cycle. It is a simple expression, so Blender evaluates it
-without Python: it keeps working in files opened with "Auto Run Python Scripts" off. The artist sees and edits it
-in the Drivers editor; removing it gives the parameter back to its keyframes.
+by its array index), reading the baked feature, a custom property of the Scene (``scene["bend_rms"]``,
+``blender/audio_features.py``). It lives on the Scene at the path Blender's UI gives the field
+(``bend.bends[0].param``): the field shows purple, the Drivers editor lists it, and reading a custom property makes
+no dependency cycle. It is a simple expression, so Blender evaluates it without Python: it keeps working in files
+opened with "Auto Run Python Scripts" off. Removing it gives the parameter back to its keyframes.
 
 *Drive from Embedding* drives component i of a vector parameter from ``embed_i`` (the song's principal audio
 components, decorrelated), so a six-angle rotation moves with six independent curves of the music at once.
@@ -14,7 +14,7 @@ components, decorrelated), so a six-angle rotation moves with six independent cu
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..blender import bend_stack
+from ..blender import audio_features, bend_stack
 from ..blender.animation import item_drivers
 from ..blender.properties import FEATURE_LABELS, PARAM_PROPS
 from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
@@ -22,7 +22,7 @@ from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
 VARIABLE = "feature"
 
 
-def _bend(context: bpy.types.Context, index: int) -> bpy.types.Node | None:
+def _bend(context: bpy.types.Context, index: int) -> bpy.types.PropertyGroup | None:
     if index < 0:
         return bend_stack.active_bend(context.scene)
     bends = bend_stack.bends(context.scene)
@@ -40,13 +40,14 @@ def add_feature_driver(
 ):
     """Create (or replace) the driver on ``prop`` (its ``component`` for a vector; -1 for a number); its F-curve.
 
-    The driver is on the scene's bend stack, at the path Blender's UI gives the property.
+    The driver is on the Scene, at the path Blender's UI gives the property. The features' properties are made
+    first (0 until a bake), so a driver added before the bake is valid and follows the bake's curves.
     """
-    tree = scene.bend.stack
-    bend = tree.nodes[bend_name]
+    audio_features.ensure(scene)
+    bend = scene.bend.bends[bend_name]
     for fcurve in item_drivers(bend, prop):
         if component < 0 or fcurve.array_index == component:
-            tree.animation_data.drivers.remove(fcurve)
+            scene.animation_data.drivers.remove(fcurve)
     fcurve = bend.driver_add(prop, component)
     for modifier in list(fcurve.modifiers):  # 4.2 adds a Generator; the expression alone is the mapping
         fcurve.modifiers.remove(modifier)
@@ -58,12 +59,12 @@ def add_feature_driver(
     target = variable.targets[0]
     target.id_type = "SCENE"
     target.id = scene
-    target.data_path = f"bend.audio.{feature}"
+    target.data_path = audio_features.path(feature)
     driver.expression = f"{low!r} + {high - low!r} * {VARIABLE}"
     return fcurve
 
 
-def _check_drivable(operator: bpy.types.Operator, bend: bpy.types.Node | None, index: int) -> bool:
+def _check_drivable(operator: bpy.types.Operator, bend: bpy.types.PropertyGroup | None, index: int) -> bool:
     if bend is None:
         operator.report({"ERROR"}, f"No bend {index}: select a bend in Bend > Bends")
         return False

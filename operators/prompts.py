@@ -1,12 +1,14 @@
 """Prompts: add and remove them, and keyframe crossfades between them at the timeline markers.
 
-Each prompt has a hidden unique name, so its weight's animation is keyed by name and survives removing another
-prompt. The engine mixes prompt embeddings by weight, so a crossfade is just two keyframed weights.
+A prompt's weight is animated at its index path (``bend.prompts[0].weight``, the path Blender's UI gives it);
+removing a prompt renumbers the others' animation with them (``blender/animated_list.py``). The engine mixes prompt
+embeddings by weight, so a crossfade is just keyframed weights.
 """
 
 import bpy
 
-from ..blender.animation import key_paths_by_name, remove_animation, write_keys
+from ..blender import animated_list
+from ..blender.animation import write_keys
 
 
 def _unique_prompt_name(prompts: bpy.types.bpy_prop_collection) -> str:
@@ -15,10 +17,6 @@ def _unique_prompt_name(prompts: bpy.types.bpy_prop_collection) -> str:
     while f"Prompt {number}" in taken:
         number += 1
     return f"Prompt {number}"
-
-
-def weight_path(prompt: bpy.types.PropertyGroup) -> str:
-    return f'bend.prompts["{bpy.utils.escape_identifier(prompt.name)}"].weight'
 
 
 class BEND_OT_prompt_add(bpy.types.Operator):
@@ -30,8 +28,7 @@ class BEND_OT_prompt_add(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.bend
-        prompt = settings.prompts.add()
-        prompt.name = _unique_prompt_name(settings.prompts)
+        prompt = animated_list.add_item(settings.prompts, _unique_prompt_name(settings.prompts))
         prompt.weight = 1.0 if len(settings.prompts) == 1 else 0.0
         settings.prompt_index = len(settings.prompts) - 1
         return {"FINISHED"}
@@ -50,19 +47,16 @@ class BEND_OT_prompt_remove(bpy.types.Operator):
         return 0 <= settings.prompt_index < len(settings.prompts)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        scene, settings = context.scene, context.scene.bend
-        key_paths_by_name(scene, "prompts")
-        remove_animation(scene, weight_path(settings.prompts[settings.prompt_index]))
-        settings.prompts.remove(settings.prompt_index)
-        settings.prompt_index = min(settings.prompt_index, len(settings.prompts) - 1)
+        settings = context.scene.bend
+        animated_list.remove_item(settings.prompts, settings.prompt_index)
+        settings.prompt_index = max(0, min(settings.prompt_index, len(settings.prompts) - 1))
         return {"FINISHED"}
 
 
 def key_crossfade(scene: bpy.types.Scene, frames: list[int]) -> None:
     """Prompt k has weight 1 at ``frames[k]`` and 0 at the others, linear in between (replacing earlier keys)."""
-    key_paths_by_name(scene, "prompts")
     for k, prompt in enumerate(scene.bend.prompts):
-        write_keys(scene, weight_path(prompt), frames, [1.0 if i == k else 0.0 for i in range(len(frames))])
+        write_keys(scene, prompt.path_from_id("weight"), frames, [1.0 if i == k else 0.0 for i in range(len(frames))])
 
 
 class BEND_OT_crossfade_at_markers(bpy.types.Operator):

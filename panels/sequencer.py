@@ -8,10 +8,10 @@ import math
 
 import bpy
 
-from ..blender import bend_stack, compat, dependencies, preferences
+from ..blender import audio_features, bend_stack, compat, dependencies, preferences
 from ..blender.animation import item_drivers
 from ..blender.audio_source import scene_fps
-from ..blender.properties import INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS, scene_model_family
+from ..blender.properties import FEATURE_LABELS, INDEXED_SELECTIONS, PARAM_PROPS, RANDOM_SELECTIONS, scene_model_family
 from ..blender.scene_job import output_size
 from ..engine.catalog import FEATURE_NAMES, OPERATORS
 from .dependencies import draw_missing_notice
@@ -35,7 +35,7 @@ def _draw_install_hint(layout: bpy.types.UILayout, missing: list[str]) -> bool:
     return True
 
 
-def _param_driven(bend: bpy.types.Node) -> bool:
+def _param_driven(bend: bpy.types.PropertyGroup) -> bool:
     return any(item_drivers(bend, prop) for prop in PARAM_PROPS)
 
 
@@ -55,28 +55,8 @@ class BEND_UL_prompts(bpy.types.UIList):
         split.prop(item, "weight", text="")
 
 
-class _StackList:
-    """A list of one kind of node of the bend stack, in the stack's order (nodes have no order of their own)."""
-
-    node_type = ""
-
-    def filter_items(self, context, data, propname):
-        nodes = getattr(data, propname)
-        flags = [self.bitflag_filter_item if n.bl_idname == self.node_type else 0 for n in nodes]
-        if self.filter_name:  # the list's own search field
-            named = bpy.types.UI_UL_list.filter_items_by_name(self.filter_name, self.bitflag_filter_item, nodes, "name")
-            flags = [flag & by_name for flag, by_name in zip(flags, named, strict=True)]
-        ordered = sorted(range(len(nodes)), key=lambda i: (nodes[i].bl_idname != self.node_type, nodes[i].position))
-        order = [0] * len(nodes)
-        for rank, i in enumerate(ordered):
-            order[i] = rank
-        return flags, order
-
-
-class BEND_UL_bends(_StackList, bpy.types.UIList):
+class BEND_UL_bends(bpy.types.UIList):
     """One bend per row: enabled, name and operator; a disabled bend reads greyed out."""
-
-    node_type = bend_stack.BEND_NODE
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         if self.layout_type == "GRID":
@@ -91,10 +71,8 @@ class BEND_UL_bends(_StackList, bpy.types.UIList):
         sub.label(text=_enum_name(item, "op"))
 
 
-class BEND_UL_loras(_StackList, bpy.types.UIList):
+class BEND_UL_loras(bpy.types.UIList):
     """One LoRA per row: its name and its (keyframeable, drivable) weight."""
-
-    node_type = bend_stack.LORA_NODE
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         if self.layout_type == "GRID":
@@ -240,28 +218,25 @@ def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
     # The fields show the baked F-curves' values at the current frame, in Blender's animated colours.
     box = layout.box()
+    if not audio_features.present(scene):
+        box.label(text="Bake to see the features", icon="INFO")
+        return
     box.label(text=f"Features at Frame {scene.frame_current}")
     col = box.column(align=True)
     for name in FEATURE_NAMES:
-        col.prop(scene.bend.audio, name)
+        col.prop(scene, audio_features.path(name), text=FEATURE_LABELS[name][0])
 
 
 def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The bend stack and the active bend's settings; shared by the VSE and Graph Editor sidebars.
 
-    The fields are the node's own properties, so Blender colours a keyed or driven one and its keyframe dot, the
+    The fields are the bend's own properties, so Blender colours a keyed or driven one and its keyframe dot, the
     I key and right-click Add Driver act on the path the job reads.
     """
     scene = context.scene
     settings = scene.bend
-    tree = settings.stack
-    # Choose a stack of this file (one appended from another, or shared between scenes).
-    layout.template_ID(settings, "stack")
     row = layout.row()
-    if tree is not None:
-        row.template_list("BEND_UL_bends", "", tree, "nodes", tree, "bend_list_index", rows=4)
-    else:
-        row.label(text="Add a bend to start the stack")
+    row.template_list("BEND_UL_bends", "", settings, "bends", settings, "bend_index", rows=4)
     col = row.column(align=True)
     col.operator("bend.bend_add", text="", icon="ADD")
     col.operator("bend.bend_remove", text="", icon="REMOVE")
@@ -321,7 +296,7 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         col.operator("bend.remove_feature_driver", text="Remove Driver", icon="X")
 
 
-def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.Node, names: tuple[str, ...]) -> None:
+def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.PropertyGroup, names: tuple[str, ...]) -> None:
     """One field per component, named as the catalog names it, each with its keyframe dot; a square count (a
     4×4 matrix) as a grid, row by row."""
     side = math.isqrt(len(names))
@@ -338,12 +313,9 @@ def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.Node, names: 
 
 def draw_loras(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The stack's LoRAs: each one's weight animates like a bend's parameter (key it, or drive it)."""
-    tree = context.scene.bend.stack
+    settings = context.scene.bend
     row = layout.row()
-    if tree is not None:
-        row.template_list("BEND_UL_loras", "", tree, "nodes", tree, "lora_list_index", rows=2)
-    else:
-        row.label(text="No LoRAs")
+    row.template_list("BEND_UL_loras", "", settings, "loras", settings, "lora_index", rows=2)
     col = row.column(align=True)
     col.operator("bend.lora_add", text="", icon="ADD")
     col.operator("bend.lora_remove", text="", icon="REMOVE")

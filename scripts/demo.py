@@ -370,11 +370,11 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
 
     with steps("Adding the bends: R1 at layer 0 driven by RMS, add on 5% of the latent driven by onsets"):
         call(bpy.ops.bend.bend_add, op="rotate_r1")
-        rotation = scene.bend.stack.nodes["R1"]
+        rotation = scene.bend.bends["R1"]
         rotation.place, rotation.latent_layer = "LATENT", 0
         call(bpy.ops.bend.drive_from_feature, feature="rms", low=0.0, high=RMS_HIGH)
         call(bpy.ops.bend.bend_add, op="add")
-        sparkle = scene.bend.stack.nodes["Add"]
+        sparkle = scene.bend.bends["Add"]
         sparkle.place, sparkle.latent_layer = "LATENT", 0
         sparkle.selection, sparkle.fraction = "random", 0.05
         call(bpy.ops.bend.drive_from_feature, feature="onset", low=0.0, high=ONSET_HIGH)
@@ -431,7 +431,7 @@ def make_pictures(bpy, extension, scene, settings: RenderSettings, folder: Path,
     times = [(f - first) / fps for f in frames]
 
     def baked(name: str) -> list[float]:
-        fcurve = compat.find_fcurve(scene, f"bend.audio.{name}")
+        fcurve = compat.find_fcurve(scene, extension.blender.audio_features.path(name))
         return [fcurve.evaluate(f) for f in frames]
 
     def bend(name: str) -> list[float]:
@@ -440,7 +440,7 @@ def make_pictures(bpy, extension, scene, settings: RenderSettings, folder: Path,
     rotation, sparkle = (b["name"] for b in job["bends"])
     panels = [
         demo_pictures.Panel(
-            "Baked audio features (bend.audio, min-max normalised)",
+            'Baked audio features (scene["bend_rms"], ["bend_onset"], min-max normalised)',
             [demo_pictures.Series("RMS", baked("rms")), demo_pictures.Series("onset", baked("onset"))],
             y_range=(0.0, 1.05),
             y_label="feature",

@@ -29,7 +29,8 @@ STEP = 0.02  # staircase amplitude step
 
 
 def _curve(scene, name: str = "rms") -> np.ndarray:
-    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, f"bend.audio.{name}")
+    ext = blender_env.extension()
+    fcurve = ext.blender.compat.find_fcurve(scene, ext.blender.audio_features.path(name))
     return np.array([fcurve.evaluate(f) for f in range(scene.frame_start, scene.frame_end + 1)])
 
 

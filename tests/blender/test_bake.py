@@ -14,7 +14,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _rms(scene) -> np.ndarray:
-    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, "bend.audio.rms")
+    ext = blender_env.extension()
+    fcurve = ext.blender.compat.find_fcurve(scene, ext.blender.audio_features.path("rms"))
     return np.array([fcurve.evaluate(f) for f in range(scene.frame_start, scene.frame_end + 1)])
 
 
@@ -24,10 +25,15 @@ def _raw(scene) -> None:
 
 def test_bake_writes_one_linear_key_per_frame_for_every_feature(scene, tmp_path):
     ext = blender_env.extension()
+    features = ext.blender.audio_features
     ext.blender.compat.strips(scene).new_sound("song", str(write_song(tmp_path / "a.wav")), 1, 1)
+    assert not features.present(scene)
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}
+    assert features.present(scene)
     for name, spec in ext.engine.catalog.FEATURES.items():
-        fcurve = ext.blender.compat.find_fcurve(scene, f"bend.audio.{name}")
+        # A custom property of the Scene each, keyed at the path Blender gives it.
+        assert features.path(name) == f'["bend_{name}"]'
+        fcurve = ext.blender.compat.find_fcurve(scene, features.path(name))
         assert [k.co[0] for k in fcurve.keyframe_points] == list(range(1, 13)), name
         assert all(k.interpolation == "LINEAR" for k in fcurve.keyframe_points)
         values = [k.co[1] for k in fcurve.keyframe_points]
@@ -35,13 +41,14 @@ def test_bake_writes_one_linear_key_per_frame_for_every_feature(scene, tmp_path)
         if spec.normalize:
             assert max(values) <= 1.0, name  # min-max by default
     # Fixed-range features keep their raw values: the song's 110 Hz bass is an A, pitch class 9.
-    assert [k.co[1] for k in ext.blender.compat.find_fcurve(scene, "bend.audio.pitch_class").keyframe_points] == [
+    assert [k.co[1] for k in ext.blender.compat.find_fcurve(scene, features.path("pitch_class")).keyframe_points] == [
         9.0
     ] * 12
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}  # a re-bake replaces, it does not add
-    assert len(ext.blender.compat.find_fcurve(scene, "bend.audio.rms").keyframe_points) == 12
+    assert len(ext.blender.compat.find_fcurve(scene, features.path("rms")).keyframe_points) == 12
     scene.frame_set(4)
-    assert 0.0 <= scene.bend.audio.rms <= 1.0
+    rms = ext.blender.compat.find_fcurve(scene, features.path("rms")).evaluate(4)
+    assert 0.0 <= features.value(scene, "rms") <= 1.0 and features.value(scene, "rms") == pytest.approx(rms)
 
 
 def test_strip_start_trim_and_volume(scene, tmp_path):

@@ -1,5 +1,5 @@
-"""The bend stack as a node tree: one path for the UI, the drivers and the job; no depsgraph cycle; appendable stacks;
-LoRAs with animatable weights in the job."""
+"""The bend stack as lists on the Scene: one path for the UI, the animation editors, the drivers and the job; list
+operations keep every item's animation; no depsgraph cycle; LoRAs with animatable weights in the job."""
 
 from __future__ import annotations
 
@@ -26,10 +26,19 @@ def _prefs():
     return prefs
 
 
-def _bake(scene):
-    """Write the RMS curve the way a bake does, on frames 1..6."""
-    scene.frame_start, scene.frame_end = 1, len(RMS)
-    ext().blender.animation.write_keys(scene, "bend.audio.rms", list(range(1, len(RMS) + 1)), RMS)
+def _bake(scene, values=RMS):
+    """Write the RMS feature the way a bake does, on frames 1..6."""
+    scene.frame_start, scene.frame_end = 1, len(values)
+    features = ext().blender.audio_features
+    features.ensure(scene)
+    ext().blender.animation.write_keys(scene, features.path("rms"), list(range(1, len(values) + 1)), values)
+
+
+def _paths(scene):
+    """(data path, component) of the scene's keyed curves and of its drivers."""
+    keyed = {(f.data_path, f.array_index) for f in ext().blender.compat.action_fcurves(scene)}
+    drivers = {(d.data_path, d.array_index) for d in (scene.animation_data.drivers if scene.animation_data else [])}
+    return keyed, drivers
 
 
 def test_the_ui_path_is_the_driver_path_and_the_path_the_job_reads(scene):
@@ -39,14 +48,11 @@ def test_the_ui_path_is_the_driver_path_and_the_path_the_job_reads(scene):
     r1, clamp = ext().blender.bend_stack.bends(scene)
     assert bpy.ops.bend.drive_from_feature(index=0, feature="rms", low=0.0, high=2.0) == {"FINISHED"}
     assert bpy.ops.bend.drive_from_feature(index=1, feature="rms", low=1.0, high=3.0, component=1) == {"FINISHED"}
-    tree = scene.bend.stack
     # What Blender's UI uses for the field (Copy Data Path, Add Driver, the purple colour) is where the driver is.
-    assert r1.path_from_id("param") == 'nodes["R1"].param'
-    assert {(d.data_path, d.array_index) for d in tree.animation_data.drivers} == {
-        (r1.path_from_id("param"), 0),
-        (clamp.path_from_id("param_vector"), 1),
-    }
-    assert not (scene.animation_data and scene.animation_data.drivers)  # nothing on the Scene
+    assert r1.path_from_id("param") == "bend.bends[0].param"
+    assert _paths(scene)[1] == {(r1.path_from_id("param"), 0), (clamp.path_from_id("param_vector"), 1)}
+    variable = scene.animation_data.drivers.find("bend.bends[0].param").driver.variables[0]
+    assert (variable.targets[0].id, variable.targets[0].data_path) == (scene, '["bend_rms"]')
     job = ext().blender.scene_job.build_job(scene, _prefs())
     assert [f["bends"]["R1"] for f in job["frames"]] == pytest.approx([2.0 * v for v in RMS], abs=1e-6)
     assert [f["bends"]["Clamp"][0] for f in job["frames"]] == [-1.0] * len(RMS)
@@ -63,9 +69,8 @@ def test_the_i_key_lands_on_the_curve_the_job_reads(scene):
         assert add.keyframe_insert("param", frame=frame)  # what the I key does over the field
         six.param_vector[3] = -value
         assert six.keyframe_insert("param_vector", index=3, frame=frame)
-    tree = scene.bend.stack
-    curves = {(f.data_path, f.array_index): f for f in ext().blender.compat.action_fcurves(tree)}
-    assert set(curves) == {('nodes["Add"].param', 0), ('nodes["Rotate Six"].param_vector', 3)}
+    curves = {(f.data_path, f.array_index): f for f in ext().blender.compat.action_fcurves(scene)}
+    assert set(curves) == {("bend.bends[0].param", 0), ("bend.bends[1].param_vector", 3)}
     job = ext().blender.scene_job.build_job(scene, _prefs())
     add_curve = curves[add.path_from_id("param"), 0]
     six_curve = curves[six.path_from_id("param_vector"), 3]
@@ -76,45 +81,120 @@ def test_the_i_key_lands_on_the_curve_the_job_reads(scene):
     assert 0.0 < job["frames"][4]["bends"]["Add"] < 4.0  # interpolated between the keys
 
 
+def test_the_graph_editor_and_drivers_editor_list_the_bends_and_features(scene):
+    """The animation editors show what the artist animated: a Scene's curves (not a node tree's) are listed."""
+    _bake(scene)
+    bpy.ops.bend.bend_add(op="add")
+    bpy.ops.bend.bend_add(op="rotate_six")
+    assert bpy.ops.bend.drive_from_feature(index=0, feature="rms") == {"FINISHED"}
+    six = ext().blender.bend_stack.bends(scene)[1]
+    six.keyframe_insert("param_vector", index=2, frame=3)
+    window = bpy.context.window_manager.windows[0]
+    area = window.screen.areas[0]
+    area.type = "GRAPH_EDITOR"
+    space = area.spaces.active
+    space.dopesheet.show_only_selected = False
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    listed = {}
+    for mode in ("FCURVES", "DRIVERS"):
+        space.mode = mode
+        with bpy.context.temp_override(window=window, area=area, region=region):
+            listed[mode] = {(f.data_path, f.array_index) for f in bpy.context.visible_fcurves}
+    assert listed["FCURVES"] == {('["bend_rms"]', 0), (six.path_from_id("param_vector"), 2)}
+    assert listed["DRIVERS"] == {("bend.bends[0].param", 0)}
+
+
 def test_rename_reorder_duplicate_and_remove_keep_keys_and_drivers(scene):
     _bake(scene)
     stack = ext().blender.bend_stack
     for op in ("add", "multiply", "rotate_six"):
         bpy.ops.bend.bend_add(op=op)
     add, multiply, _ = stack.bends(scene)
-    add.keyframe_insert("param", frame=2)
+    for frame, value in ((1, 0.5), (6, 3.0)):
+        add.param = value
+        add.keyframe_insert("param", frame=frame)
     multiply.driver_add("param")  # the UI's Add Driver, then Drive from Feature replaces it
     ext().operators.drive.add_feature_driver(scene, "Multiply", "rms", 1.0, 2.0)
     ext().operators.drive.add_feature_driver(scene, "Rotate Six", "rms", 0.0, 4.0, "param_vector", 5)
+    # An object whose driver reads Multiply's parameter follows it through the list changes.
+    watcher = bpy.data.objects.new("Watcher", None)
+    scene.collection.objects.link(watcher)
+    reader = watcher.driver_add("location", 0)
+    variable = reader.driver.variables.new()
+    variable.targets[0].id_type, variable.targets[0].id = "SCENE", scene
+    variable.targets[0].data_path = multiply.path_from_id("param")
+    reader.driver.expression = variable.name
 
     def state():
         scene.frame_set(3)
         return {b.name: b.param_value() for b in stack.bends(scene)}
 
     before = state()
-    multiply.name = "Gain"
-    scene.bend.stack.active_bend = 2
-    bpy.ops.bend.bend_move(direction="UP")
-    bpy.ops.bend.bend_move(direction="UP")
+    multiply.name = "Gain"  # renaming moves no path
+    scene.bend.bend_index = 2
+    assert bpy.ops.bend.bend_move(direction="UP") == {"FINISHED"}
+    assert bpy.ops.bend.bend_move(direction="UP") == {"FINISHED"}
+    assert bpy.ops.bend.bend_move(direction="UP") == {"CANCELLED"}  # already first
+    assert scene.bend.bend_index == 0  # the moved bend stays the active one
     assert [b.name for b in stack.bends(scene)] == ["Rotate Six", "Add", "Gain"]
     after = state()
     assert after["Gain"] == before["Multiply"] == pytest.approx(1.0 + RMS[2])
     assert after["Rotate Six"] == before["Rotate Six"]
     assert after["Rotate Six"] == pytest.approx([0.0] * 5 + [4.0 * RMS[2]])
     assert after["Add"] == before["Add"]
+    assert variable.targets[0].data_path == "bend.bends[2].param"
+    assert watcher.location[0] == pytest.approx(1.0 + RMS[2])
 
-    scene.bend.stack.active_bend = 2
-    bpy.ops.bend.bend_duplicate()
-    assert state()["Gain.001"] == pytest.approx(1.0 + RMS[2])
-    scene.bend.stack.active_bend = 0
-    bpy.ops.bend.bend_remove()
-    assert [b.name for b in stack.bends(scene)] == ["Add", "Gain", "Gain.001"]
-    drivers = {d.data_path for d in scene.bend.stack.animation_data.drivers}
-    assert drivers == {'nodes["Gain"].param', 'nodes["Gain.001"].param'}
+    scene.bend.bend_index = 1
+    assert bpy.ops.bend.bend_duplicate() == {"FINISHED"}
+    assert [b.name for b in stack.bends(scene)] == ["Rotate Six", "Add", "Add.001", "Gain"]
+    assert scene.bend.bend_index == 2
+    assert state()["Add.001"] == state()["Add"] == before["Add"]
+    assert variable.targets[0].data_path == "bend.bends[3].param"
+    scene.bend.bend_index = 0
+    assert bpy.ops.bend.bend_remove() == {"FINISHED"}
+    assert [b.name for b in stack.bends(scene)] == ["Add", "Add.001", "Gain"]
+    assert state() == pytest.approx({"Add": before["Add"], "Add.001": before["Add"], "Gain": 1.0 + RMS[2]})
+    assert _paths(scene) == (
+        {('["bend_rms"]', 0), ("bend.bends[0].param", 0), ("bend.bends[1].param", 0)},
+        {("bend.bends[2].param", 0)},
+    )
+    assert variable.targets[0].data_path == "bend.bends[2].param"
 
 
-# A child bpy process: drive a bend from RMS, change frames, build a render job, save, reload, build again. It
-# prints every value it built; Blender prints its depsgraph warnings on the same stdout/stderr.
+def test_names_stay_unique_in_each_list(scene):
+    for _ in range(3):
+        bpy.ops.bend.bend_add(op="rotate_r1")
+    bends = ext().blender.bend_stack.bends(scene)
+    assert [b.name for b in bends] == ["R1", "R1.001", "R1.002"]
+    bends[0].name = "R1.002"  # the job keys values by name: a clash is renamed as Blender renames its own
+    assert [b.name for b in bends] == ["R1.003", "R1.001", "R1.002"]
+    bends[1].name = "Chorus"
+    assert bends[1].name == "Chorus"
+
+
+def test_removing_a_prompt_keeps_the_others_weights_on_their_fields(scene):
+    for _ in range(3):
+        bpy.ops.bend.prompt_add()
+    scene.timeline_markers.new("a", frame=1)
+    scene.timeline_markers.new("b", frame=6)
+    scene.timeline_markers.new("c", frame=12)
+    assert bpy.ops.bend.crossfade_at_markers() == {"FINISHED"}
+    prompts = scene.bend.prompts
+    assert {f.data_path for f in ext().blender.compat.action_fcurves(scene)} == {
+        p.path_from_id("weight") for p in prompts
+    }
+    scene.bend.prompt_index = 0
+    assert bpy.ops.bend.prompt_remove() == {"FINISHED"}
+    assert [p.name for p in prompts] == ["Prompt 2", "Prompt 3"]
+    scene.frame_set(6)
+    assert [p.weight for p in prompts] == pytest.approx([1.0, 0.0])
+    scene.frame_set(12)
+    assert [p.weight for p in prompts] == pytest.approx([0.0, 1.0])
+
+
+# A child bpy process: drive a bend from RMS, key a LoRA, change frames, build a render job, save, reload, build
+# again. It prints every value it built; Blender prints its depsgraph warnings on the same stdout/stderr.
 _WORKFLOW = textwrap.dedent(
     """
     import ctypes, json, os, sys
@@ -126,14 +206,18 @@ _WORKFLOW = textwrap.dedent(
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 1, 6
-    ext.blender.animation.write_keys(scene, "bend.audio.rms", [1, 2, 3, 4, 5, 6], [0.0, 0.25, 1.0, 0.5, 0.75, 0.1])
+    ext.blender.audio_features.ensure(scene)
+    rms = ext.blender.audio_features.path("rms")
+    ext.blender.animation.write_keys(scene, rms, [1, 2, 3, 4, 5, 6], [0.0, 0.25, 1.0, 0.5, 0.75, 0.1])
     bpy.ops.bend.bend_add(op="add")
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=0.0, high=2.0) == {"FINISHED"}
-    if design == "scene-driver":  # the previous design: a driver on the Scene that reads the Scene
+    bpy.ops.bend.prompt_add()
+    scene.bend.prompts[0].keyframe_insert("weight", frame=1)
+    if design == "rna-read":  # a driver on the Scene that reads an RNA property of the same Scene
         fcurve = scene.driver_add("bend.noise_phase")
         variable = fcurve.driver.variables.new()
         variable.targets[0].id_type, variable.targets[0].id = "SCENE", scene
-        variable.targets[0].data_path = "bend.audio.rms"
+        variable.targets[0].data_path = "bend.guidance"
         fcurve.driver.expression = variable.name
     prefs = bpy.context.preferences.addons[MODULE].preferences
     prefs.model_source = "tiny-random"
@@ -175,54 +259,10 @@ def test_no_dependency_cycle_from_drive_to_render_job_to_reload(tmp_path):
     assert values == pytest.approx([driven[1], driven[2], driven[4], *driven, driven[3], *driven], abs=1e-6)
 
 
-def test_the_cycle_check_sees_a_driver_on_the_scene_that_reads_the_scene(tmp_path):
-    """The previous design (drivers on the Scene reading the Scene): the same run reports the cycle."""
-    _, output = _workflow(tmp_path, "scene-driver")
+def test_the_cycle_check_sees_a_driver_on_the_scene_that_reads_an_rna_property_of_the_scene(tmp_path):
+    """Why the features are custom properties: reading an RNA property of the same Scene is reported as a cycle."""
+    _, output = _workflow(tmp_path, "rna-read")
     assert CYCLE in output
-
-
-def test_a_stack_appended_from_another_file_brings_its_bends_and_animation(scene, tmp_path):
-    stack = ext().blender.bend_stack
-    _bake(scene)
-    bpy.ops.bend.bend_add(op="rotate_r1")
-    bpy.ops.bend.bend_add(op="erode")
-    _, erode = stack.bends(scene)
-    erode.normalize_dim, erode.selection = "2", "random"
-    for frame, value in ((1, 1.0), (6, 6.0)):
-        erode.param = value
-        erode.keyframe_insert("param", frame=frame)
-    ext().operators.drive.add_feature_driver(scene, "R1", "rms", 0.0, 3.0)
-    scene.bend.stack.name = "Chorus Stack"
-    library = tmp_path / "stacks.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(library))
-
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    rms_here = [1.0 - v for v in RMS]  # this scene's own song
-    scene.frame_start, scene.frame_end = 1, len(RMS)
-    ext().blender.animation.write_keys(scene, "bend.audio.rms", list(range(1, 7)), rms_here)
-    with bpy.data.libraries.load(str(library), link=False) as (source, target):
-        assert "Chorus Stack" in source.node_groups
-        target.node_groups = ["Chorus Stack"]
-    scene.bend.stack = target.node_groups[0]
-    assert [(b.name, b.op) for b in stack.bends(scene)] == [("R1", "rotate_r1"), ("Erode", "erode")]
-    assert (stack.bends(scene)[1].normalize_dim, stack.bends(scene)[1].selection) == ("2", "random")
-    [driver] = scene.bend.stack.animation_data.drivers
-    assert driver.driver.variables[0].targets[0].id == scene  # reads this scene's features, not the library's
-    job = ext().blender.scene_job.build_job(scene, _prefs())
-    assert [f["bends"]["R1"] for f in job["frames"]] == pytest.approx([3.0 * v for v in rms_here], abs=1e-6)
-    assert job["frames"][0]["bends"]["Erode"] == pytest.approx(1.0)
-    assert job["frames"][-1]["bends"]["Erode"] == pytest.approx(6.0)
-
-
-def test_a_node_tree_of_another_kind_is_not_a_stack(scene):
-    shader = bpy.data.node_groups.new("Shader", "ShaderNodeTree")
-    prop = scene.bend.bl_rna.properties["stack"]
-    assert prop.fixed_type.identifier == "NodeTree"
-    scene.bend.stack = shader  # Python skips the chooser's poll; the stack functions do not
-    assert ext().blender.bend_stack.bends(scene) == []
-    bpy.ops.bend.bend_add(op="add")
-    assert scene.bend.stack != shader and scene.bend.stack.bl_idname == "BendStackTree"
 
 
 # --- LoRAs ----------------------------------------------------------------------------------------------------
@@ -237,13 +277,14 @@ def test_loras_reach_the_job_with_absolute_paths_and_a_weight_per_frame(scene, t
     assert bpy.ops.bend.lora_add(filepath=str(style)) == {"FINISHED"}
     assert bpy.ops.bend.lora_add(filepath=str(style)) == {"FINISHED"}
     style_node, other = ext().blender.bend_stack.loras(scene)
+    assert style_node.path_from_id("weight") == "bend.loras[0].weight"
     assert (style_node.name, other.name) == ("Style", "Style.001")
     assert style_node.filepath == "//loras/Style.safetensors" and style_node.weight == 1.0
     # The artist's chorus: the weight swells with the music through one driver.
     fcurve = style_node.driver_add("weight")
     variable = fcurve.driver.variables.new()
     variable.targets[0].id_type, variable.targets[0].id = "SCENE", scene
-    variable.targets[0].data_path = "bend.audio.rms"
+    variable.targets[0].data_path = ext().blender.audio_features.path("rms")
     fcurve.driver.expression = f"0.5 * {variable.name}"
     other.weight = 0.3
 
@@ -252,10 +293,12 @@ def test_loras_reach_the_job_with_absolute_paths_and_a_weight_per_frame(scene, t
     assert [f["loras"]["Style"] for f in job["frames"]] == pytest.approx([0.5 * v for v in RMS], abs=1e-6)
     assert [f["loras"]["Style.001"] for f in job["frames"]] == pytest.approx([0.3] * len(RMS))
 
-    scene.bend.stack.active_lora = 1
+    scene.bend.lora_index = 0
     assert bpy.ops.bend.lora_remove() == {"FINISHED"}
-    assert [lora.name for lora in ext().blender.bend_stack.loras(scene)] == ["Style"]
-    assert len(scene.bend.stack.animation_data.drivers) == 1  # the remaining LoRA keeps its driver
+    assert [lora.name for lora in ext().blender.bend_stack.loras(scene)] == ["Style.001"]
+    assert len(scene.animation_data.drivers) == 0  # Style's driver went with it
+    assert bpy.ops.bend.lora_add(filepath=str(style)) == {"FINISHED"}  # the name is free again
+    assert [lora.name for lora in ext().blender.bend_stack.loras(scene)] == ["Style.001", "Style"]
 
 
 def test_a_job_without_loras_has_no_lora_keys(scene):

@@ -16,7 +16,7 @@ def _bends(scene):
 
 def _curve_value(scene, name, frame):
     scene.frame_set(frame)
-    return scene.bend.stack.nodes[name].param
+    return scene.bend.bends[name].param
 
 
 def test_reordering_renaming_and_removing_keep_animation_with_its_bend(scene):
@@ -27,51 +27,61 @@ def test_reordering_renaming_and_removing_keep_animation_with_its_bend(scene):
     for bend, value in zip(_bends(scene), (1.0, 2.0, 3.0), strict=True):
         bend.param = value
         bend.keyframe_insert("param", frame=5)
-    scene.bend.stack.active_bend = 0
+    scene.bend.bend_index = 0
     bpy.ops.bend.bend_move(direction="DOWN")
     bpy.ops.bend.bend_move(direction="DOWN")
     assert [b.name for b in _bends(scene)] == ["Multiply", "R1", "Add"]
-    assert scene.bend.stack.active_bend == 2  # the moved bend stays the active one
+    assert scene.bend.bend_index == 2  # the moved bend stays the active one
+    assert bpy.ops.bend.bend_move(direction="DOWN") == {"CANCELLED"}  # already last
+    assert [b.name for b in _bends(scene)] == ["Multiply", "R1", "Add"] and scene.bend.bend_index == 2
     for b in _bends(scene):
         b.param = 0.0
     assert [_curve_value(scene, n, 5) for n in ("Add", "Multiply", "R1")] == [1.0, 2.0, 3.0]
 
-    scene.bend.stack.nodes["Multiply"].name = "Gain"
+    scene.bend.bends["Multiply"].name = "Gain"
     assert _curve_value(scene, "Gain", 5) == 2.0
-    scene.bend.stack.nodes["R1"].name = "Gain"  # names stay unique
+    scene.bend.bends["R1"].name = "Gain"  # names stay unique
     assert [b.name for b in _bends(scene)] == ["Gain", "Gain.001", "Add"]
     assert _curve_value(scene, "Gain.001", 5) == 3.0
 
-    scene.bend.stack.active_bend = 0
+    scene.bend.bend_index = 0
     bpy.ops.bend.bend_remove()
-    assert [b.name for b in _bends(scene)] == ["Gain.001", "Add"]
-    assert [b.position for b in _bends(scene)] == [0, 1]
+    assert [b.name for b in _bends(scene)] == ["Gain.001", "Add"] and scene.bend.bend_index == 0
     assert [_curve_value(scene, n, 5) for n in ("Gain.001", "Add")] == [3.0, 1.0]
-    paths = {f.data_path for f in blender_env.extension().blender.compat.action_fcurves(scene.bend.stack)}
-    assert paths == {'nodes["Gain.001"].param', 'nodes["Add"].param'}
+    # The removed bend's curve went with it; the others' follow their bends' new positions.
+    paths = {f.data_path for f in blender_env.extension().blender.compat.action_fcurves(scene)}
+    assert paths == {"bend.bends[0].param", "bend.bends[1].param"}
 
 
 def test_duplicate_copies_settings_keys_and_driver(scene):
     ext = blender_env.extension()
     bpy.ops.bend.bend_add(op="erode")
     bpy.ops.bend.bend_add(op="add")
-    scene.bend.stack.active_bend = 0
+    scene.bend.bend_index = 0
     bend = _bends(scene)[0]
     bend.normalize_dim = "1"
     bend.param = 4.0
     bend.keyframe_insert("param", frame=3)
     ext.operators.drive.add_feature_driver(scene, bend.name, "rms", 1.0, 5.0)
+    add = _bends(scene)[1]
+    add.param = 7.0
+    add.keyframe_insert("param", frame=3)
     bpy.ops.bend.bend_duplicate()
     assert [b.name for b in _bends(scene)] == ["Erode", "Erode.001", "Add"]  # right after its source
     copy = _bends(scene)[1]
-    assert copy.op == "erode" and copy.normalize_dim == "1" and scene.bend.stack.active_bend == 1
-    tree = scene.bend.stack
-    keys = ext.blender.compat.find_fcurve(tree, 'nodes["Erode.001"].param').keyframe_points
+    assert copy.op == "erode" and copy.normalize_dim == "1" and scene.bend.bend_index == 1
+    assert copy.path_from_id("param") == "bend.bends[1].param"
+    keys = ext.blender.compat.find_fcurve(scene, "bend.bends[1].param").keyframe_points
     assert [tuple(k.co) for k in keys] == [(3.0, 4.0)]
-    assert tree.animation_data.drivers.find('nodes["Erode.001"].param').driver.expression == "1.0 + 4.0 * feature"
+    assert scene.animation_data.drivers.find("bend.bends[1].param").driver.expression == "1.0 + 4.0 * feature"
     # The source keeps its own curves: a copy, not a move.
-    assert ext.blender.compat.find_fcurve(tree, 'nodes["Erode"].param') is not None
-    assert tree.animation_data.drivers.find('nodes["Erode"].param') is not None
+    assert ext.blender.compat.find_fcurve(scene, "bend.bends[0].param") is not None
+    assert scene.animation_data.drivers.find("bend.bends[0].param") is not None
+    # The bend after the copy moved one place down with its keys, and has no driver.
+    assert [tuple(k.co) for k in ext.blender.compat.find_fcurve(scene, "bend.bends[2].param").keyframe_points] == [
+        (3.0, 7.0)
+    ]
+    assert scene.animation_data.drivers.find("bend.bends[2].param") is None
 
 
 def test_feature_driver_is_simple_and_removable(scene):
@@ -80,11 +90,11 @@ def test_feature_driver_is_simple_and_removable(scene):
     bend.param = 0.25
     bend.keyframe_insert("param", frame=1)
     assert bpy.ops.bend.drive_from_feature(feature="onset", low=-1.0, high=3.0) == {"FINISHED"}
-    fcurve = scene.bend.stack.animation_data.drivers.find(bend.path_from_id("param"))
+    fcurve = scene.animation_data.drivers.find(bend.path_from_id("param"))
     assert fcurve.driver.is_simple_expression and len(fcurve.modifiers) == 0
-    blender_env.extension().blender.animation.write_keys(
-        scene, "bend.audio.onset", [1, 2], [0.5, 0.75]
-    )  # as a bake does
+    features = blender_env.extension().blender.audio_features
+    features.ensure(scene)  # as a bake does
+    blender_env.extension().blender.animation.write_keys(scene, features.path("onset"), [1, 2], [0.5, 0.75])
     scene.frame_set(1)
     assert bend.param == pytest.approx(1.0)
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}

@@ -69,11 +69,13 @@ SUMMARY_SCRIPT = textwrap.dedent(
             record["sound"] = bpy.path.abspath(strip.sound.filepath)
         strips.append(record)
     fcurves = {f.data_path: len(f.keyframe_points) for f in compat.action_fcurves(scene)}
-    features = {name: [compat.find_fcurve(scene, "bend.audio." + name).evaluate(f) for f in frames]
+    audio = extension.blender.audio_features
+    features = {name: [compat.find_fcurve(scene, audio.path(name)).evaluate(f) for f in frames]
                 for name in ("rms", "onset")}
     drivers = [{"path": d.data_path, "expression": d.driver.expression, "simple": d.driver.is_simple_expression,
-                "valid": d.driver.is_valid, "target": d.driver.variables[0].targets[0].data_path}
-               for d in scene.bend.stack.animation_data.drivers]
+                "valid": d.driver.is_valid, "target": d.driver.variables[0].targets[0].data_path,
+                "reads_scene": d.driver.variables[0].targets[0].id == scene}
+               for d in scene.animation_data.drivers]
     bends = [{"name": b.name, "op": b.op, "place": b.place, "layer": b.latent_layer, "selection": b.selection,
               "fraction": b.fraction} for b in extension.blender.bend_stack.bends(scene)]
     summary = {"fps": scene.render.fps, "frames": frames, "strips": strips, "fcurves": fcurves,
@@ -148,16 +150,17 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert [Path(f).name for f in frames["files"]] == [f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)]
     assert all(Path(f).is_file() for f in frames["files"])
 
-    for feature in FEATURE_NAMES:
-        assert summary["fcurves"][f"bend.audio.{feature}"] == FRAMES
+    for feature in FEATURE_NAMES:  # the baked features: custom properties of the Scene
+        assert summary["fcurves"][f'["bend_{feature}"]'] == FRAMES
     assert sum(1 for path in summary["fcurves"] if path.startswith("bend.prompts[")) == 2
 
     drivers = {d["path"]: d for d in summary["drivers"]}
-    assert set(drivers) == {'nodes["R1"].param', 'nodes["Add"].param'}  # on the bend stack
-    assert all(d["simple"] and d["valid"] for d in drivers.values())
-    assert drivers['nodes["R1"].param']["target"] == "bend.audio.rms"
-    assert drivers['nodes["Add"].param']["target"] == "bend.audio.onset"
+    assert set(drivers) == {"bend.bends[0].param", "bend.bends[1].param"}  # on the Scene, at R1's and Add's paths
+    assert all(d["simple"] and d["valid"] and d["reads_scene"] for d in drivers.values())
+    assert drivers["bend.bends[0].param"]["target"] == '["bend_rms"]'
+    assert drivers["bend.bends[1].param"]["target"] == '["bend_onset"]'
     rotation, sparkle = summary["bends"]
+    assert (rotation["name"], sparkle["name"]) == ("R1", "Add")
     assert (rotation["op"], rotation["place"], rotation["layer"]) == ("rotate_r1", "LATENT", 0)
     assert (sparkle["op"], sparkle["place"], sparkle["layer"], sparkle["selection"]) == ("add", "LATENT", 0, "random")
     assert sparkle["fraction"] == pytest.approx(0.05)

@@ -18,8 +18,7 @@ def _preview():
 
 
 def _bend(scene):
-    stack = getattr(scene.bend, "stack", None)
-    return stack.nodes["R1"] if stack is not None else scene.bend.bends[0]
+    return scene.bend.bends["R1"]
 
 
 @pytest.fixture

@@ -63,9 +63,12 @@ def test_a_keyed_lora_weight_renders_per_frame_and_weight_zero_is_the_bare_model
 
     assert bpy.ops.bend.lora_add(filepath=str(style_lora)) == {"FINISHED"}
     (lora,) = blender_env.extension().blender.bend_stack.loras(scene)
+    assert lora.path_from_id("weight") == "bend.loras[0].weight"  # on the Scene, where the Graph Editor lists it
     for frame, weight in ((1, 0.0), (2, 1.0), (3, 2.5)):
         lora.weight = weight
         lora.keyframe_insert("weight", frame=frame)  # what the I key over the field does
+    curve = blender_env.extension().blender.compat.find_fcurve(scene, "bend.loras[0].weight")
+    assert [tuple(k.co) for k in curve.keyframe_points] == [(1.0, 0.0), (2.0, 1.0), (3.0, 2.5)]
     job, styled = _render(scene, "styled")
 
     assert [f["loras"][lora.name] for f in job["frames"]] == pytest.approx([0.0, 1.0, 2.5])

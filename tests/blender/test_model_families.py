@@ -145,9 +145,9 @@ def _render_two_frames(scene, tmp_path):
     scene.bend.prompts[0].text = "a floating orb"
     bpy.ops.bend.bend_add(op="rotate_r1")
     bpy.ops.bend.bend_add(op="multiply")
-    stack = blender_env.extension().blender.bend_stack.bends(scene)
-    stack[0].param = 1.0
-    stack[1].place, stack[1].unet_target, stack[1].param = "UNET", "up_blocks.1", 0.5
+    bends = blender_env.extension().blender.bend_stack.bends(scene)
+    bends[0].param = 1.0
+    bends[1].place, bends[1].unet_target, bends[1].param = "UNET", "up_blocks.1", 0.5
     assert bpy.ops.bend.render() == {"FINISHED"}
     folder = tmp_path / "bend" / scene.name
     assert sorted(p.name for p in folder.glob("frame_*.png")) == ["frame_00001.png", "frame_00002.png"]

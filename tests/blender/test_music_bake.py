@@ -59,7 +59,8 @@ def _song_scene(scene, path: Path, seconds: float):
 
 
 def _curve(scene, name: str) -> np.ndarray:
-    fcurve = blender_env.extension().blender.compat.find_fcurve(scene, f"bend.audio.{name}")
+    ext = blender_env.extension()
+    fcurve = ext.blender.compat.find_fcurve(scene, ext.blender.audio_features.path(name))
     return np.array([k.co[1] for k in fcurve.keyframe_points])
 
 

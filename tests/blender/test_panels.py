@@ -4,7 +4,8 @@ Headless there is no region to draw into, so the panels' ``draw`` run against ``
 for ``bpy.types.UILayout`` that checks each call against the RNA of the Blender it runs in. It fails on:
 - a layout function or attribute UILayout does not have, or an argument its function does not take, of the
   wrong type, or an enum value (icons included) this Blender does not know;
-- a property name the data's RNA does not have (``prop``, ``prop_search``, ``template_list``);
+- a property name the data's RNA does not have (``prop``, ``prop_search``, ``template_list``), or a custom
+  property path (``prop(scene, '["bend_rms"]')``) whose key the data does not hold;
 - an operator idname that is not registered, and a property set on the operator's button that it does not have;
 - a UIList or menu class that is not registered.
 Because the RNA comes from the running Blender, running this file on 4.2, 4.5 and 5.0 checks every version's
@@ -13,6 +14,7 @@ API. Each recorded call keeps the effective ``enabled``/``active``/``alert`` sta
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ LAYOUT_ATTRS = {p.identifier: p for p in UI.properties if p.identifier != "rna_t
 SUBLAYOUTS = {"row", "column", "box", "split", "grid_flow", "column_flow", "menu_pie"}
 # RNA gives no meaningful defaults for these flags; Blender's layouts start enabled, active, unscaled.
 ATTR_DEFAULTS = {"enabled": True, "active": True, "scale_x": 1.0, "scale_y": 1.0}
+CUSTOM_PATH = re.compile(r'^\["((?:[^"\\]|\\.)*)"\]$')  # a custom property's path, as Blender writes it
 
 
 class LayoutError(AssertionError):
@@ -61,6 +64,24 @@ def _rna_property(data: Any, name: str, where: str) -> bpy.types.Property:
     if name == "rna_type" or name not in rna.properties:
         raise LayoutError(f"{where}: {rna.identifier} has no property {name!r}")
     return rna.properties[name]
+
+
+def _check_custom_property(data: Any, path: str, index: int, where: str) -> None:
+    """``prop(data, '["key"]')``: Blender draws the custom property ``key`` of ``data``, or an error in its place
+    (and a console warning) when the data does not hold it."""
+    match = CUSTOM_PATH.match(path)
+    if match is None:
+        raise LayoutError(f"{where}: {path!r} is neither a property name nor a custom property path")
+    key = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+    try:
+        keys = data.keys()
+    except (AttributeError, TypeError) as exc:
+        raise LayoutError(f"{where}: {data!r} holds no custom properties") from exc
+    if key not in keys:
+        raise LayoutError(f"{where}: {data!r} has no custom property {key!r}")
+    value = data[key]
+    if index >= 0 and (not hasattr(value, "__len__") or isinstance(value, str) or index >= len(value)):
+        raise LayoutError(f"{where}: index {index} out of range for custom property {key!r}")
 
 
 def _operator_rna(idname: str) -> bpy.types.Struct:
@@ -238,8 +259,11 @@ class RecordingLayout:
         return call.result
 
     def _check_prop(self, bound: dict) -> None:
-        prop = _rna_property(bound["data"], bound["property"], "prop")
         index = bound.get("index", -1)
+        if bound["property"].startswith("["):
+            _check_custom_property(bound["data"], bound["property"], index, "prop")
+            return
+        prop = _rna_property(bound["data"], bound["property"], "prop")
         if index >= 0 and index >= getattr(prop, "array_length", 0):
             raise LayoutError(f"prop: index {index} out of range for {prop.identifier}")
 
@@ -336,13 +360,14 @@ def deps(monkeypatch):
 
 
 def add_bend(scene, name: str = "Bend", **values):
-    """A bend node at the end of the scene's stack (made without the operator), and the active one."""
-    stack = ext().blender.bend_stack
-    tree = stack.ensure_stack(scene)
-    bend = stack.new_node(tree, stack.BEND_NODE, name)
+    """A bend at the end of the scene's stack (made without the operator), and the active one.
+
+    Adding to a list may move its items in memory: fetch the earlier ones again (``scene.bend.bends[i]``).
+    """
+    bend = ext().blender.animated_list.add_item(scene.bend.bends, name)
     for key, value in values.items():
         setattr(bend, key, value)
-    tree.active_bend = bend.position
+    scene.bend.bend_index = len(scene.bend.bends) - 1
     return bend
 
 
@@ -355,6 +380,19 @@ def test_recorder_catches_a_property_typo(scene):
     layout.prop(bend, "param")
     with pytest.raises(LayoutError, match="paramm"):
         layout.prop(bend, "paramm")
+
+
+def test_recorder_takes_a_custom_property_the_data_holds(scene):
+    scene["bend_rms"] = 0.5
+    scene["bend_pair"] = [0.0, 1.0]
+    layout = RecordingLayout()
+    layout.prop(scene, '["bend_rms"]', text="RMS")
+    layout.prop(scene, '["bend_pair"]', index=1)
+    assert layout.recording.props(scene) == ['["bend_rms"]', '["bend_pair"]']
+    with pytest.raises(LayoutError, match="index 2"):
+        layout.prop(scene, '["bend_pair"]', index=2)
+    with pytest.raises(LayoutError, match="index 0"):
+        layout.prop(scene, '["bend_rms"]', index=0)
 
 
 def test_recorder_catches_a_typo_inside_a_draw_function(scene, monkeypatch):
@@ -372,6 +410,9 @@ def test_recorder_catches_a_typo_inside_a_draw_function(scene, monkeypatch):
     "draw, match",
     [
         (lambda lay, s: lay.prop(s.render, "resolution_xx"), "resolution_xx"),
+        (lambda lay, s: lay.prop(s, '["bend_nope"]'), "bend_nope"),
+        (lambda lay, s: lay.prop(s, '["bend_nope'), "custom property path"),
+        (lambda lay, s: lay.prop(s.render, '["bend_rms"]'), "custom propert"),
         (lambda lay, s: lay.prop(None, "name"), "None"),
         (lambda lay, s: lay.prop(s, "name", txt="Name"), "txt"),
         (lambda lay, s: lay.prop(s, "name", text=3), "str"),
@@ -641,7 +682,16 @@ def test_audio_panel_without_sequence_editor(scene, deps):
     )
     assert rec.named("prop_search") == []
     assert "bend.bake_audio" in rec.operators()
-    assert rec.props(scene.bend.audio) == list(ext().engine.catalog.FEATURE_NAMES)
+    # Before a bake the scene has no features to show (drawing them would draw errors); it says so.
+    features = ext().blender.audio_features
+    assert rec.props(scene) == [] and "Bake to see the features" in rec.labels()
+    features.ensure(scene)  # as a bake does
+    rec = draw_panel(panel("BEND_PT_audio"), context)
+    names = list(ext().engine.catalog.FEATURE_NAMES)
+    assert rec.props(scene) == [features.path(name) for name in names]
+    labels = ext().blender.properties.FEATURE_LABELS
+    assert [c["text"] for c in rec.named("prop") if c["data"] == scene] == [labels[name][0] for name in names]
+    assert "Bake to see the features" not in rec.labels()
 
 
 def test_audio_panel_searches_strips(scene, deps):
@@ -680,14 +730,17 @@ def test_audio_panel_mixdown_has_no_strip(scene, deps):
 
 
 def test_audio_panel_shows_animated_features(scene, deps):
-    audio = scene.bend.audio
+    features = ext().blender.audio_features
+    features.ensure(scene)
     for frame, value in ((1, 0.0), (11, 1.0)):
-        audio.rms = value
-        scene.keyframe_insert("bend.audio.rms", frame=frame)
+        scene[features.key("rms")] = value
+        scene.keyframe_insert(features.path("rms"), frame=frame)
     scene.frame_set(6)
     rec = draw_panel(panel("BEND_PT_audio"))
-    assert "rms" in rec.props(audio)
-    assert audio.rms == pytest.approx(0.5, abs=0.1)  # the field reads the evaluated value at frame 6
+    assert features.path("rms") in rec.props(scene)
+    # The field reads the evaluated value at frame 6.
+    assert scene[features.key("rms")] == pytest.approx(0.5, abs=0.1)
+    assert features.value(scene, "rms") == scene[features.key("rms")]
     assert any("Frame 6" in text for text in rec.labels())
 
 
@@ -696,18 +749,13 @@ def test_audio_panel_shows_animated_features(scene, deps):
 
 def test_bends_panel_empty(scene, deps):
     rec = draw_panel(panel("BEND_PT_bends"))
-    assert rec.named("template_list") == []  # no stack yet: Add Bend makes one
-    [chooser] = rec.named("template_ID")
-    assert (chooser["data"], chooser["property"]) == (scene.bend, "stack")  # or pick one appended from a file
+    assert rec.named("template_ID") == []  # the stack is the scene's own lists: nothing to choose
     assert rec.props() == []
     add_bend(scene)
-    [lst] = draw_panel(panel("BEND_PT_bends")).named("template_list")
-    assert (lst["listtype_name"], lst["dataptr"], lst["propname"], lst["active_propname"]) == (
-        "BEND_UL_bends",
-        scene.bend.stack,
-        "nodes",
-        "bend_list_index",
-    )
+    for recording in (rec, draw_panel(panel("BEND_PT_bends"))):  # the list, empty or not
+        [lst] = recording.named("template_list")
+        names = (lst["listtype_name"], lst["dataptr"], lst["propname"], lst["active_dataptr"], lst["active_propname"])
+        assert names == ("BEND_UL_bends", scene.bend, "bends", scene.bend, "bend_index")
     ops = rec.operators()
     assert {"bend.bend_add", "bend.bend_remove", "bend.bend_duplicate"} <= set(ops)
     moves = [c.result.direction for c in rec.named("operator") if c["operator"] == "bend.bend_move"]
@@ -716,14 +764,17 @@ def test_bends_panel_empty(scene, deps):
 
 def test_bends_panel_active_index_out_of_range(scene, deps):
     add_bend(scene)
-    scene.bend.stack.active_bend = 5
+    scene.bend.bend_index = 5
+    assert draw_panel(panel("BEND_PT_bends")).props() == []
+    scene.bend.bend_index = -1
     assert draw_panel(panel("BEND_PT_bends")).props() == []
 
 
 def test_bend_rows(scene, deps):
-    on_bend = add_bend(scene, "On")
-    off_bend = add_bend(scene, "Off", enabled=False, op="erode")
-    recordings = draw_items("BEND_UL_bends", scene.bend.stack, "nodes", "bend_list_index")
+    add_bend(scene, "On")
+    add_bend(scene, "Off", enabled=False, op="erode")
+    on_bend, off_bend = scene.bend.bends
+    recordings = draw_items("BEND_UL_bends", scene.bend, "bends", "bend_index")
     on, off = recordings[0], recordings[1]
     assert on.props() == ["enabled", "name"] and off.props() == ["enabled", "name"]
     assert "Erode" in off.labels()
@@ -731,23 +782,26 @@ def test_bend_rows(scene, deps):
     assert on.prop_call(on_bend, "name").state["active"] is True
 
 
-def test_stack_lists_show_their_own_nodes_in_stack_order(scene, deps):
+def test_stack_lists_show_their_own_items_in_stack_order(scene, deps):
     stack = ext().blender.bend_stack
-    first, second = add_bend(scene, "First"), add_bend(scene, "Second")
-    lora = stack.new_node(scene.bend.stack, stack.LORA_NODE, "Style")
-    assert stack.move(second, -1)  # Second applies first now, whatever the order of tree.nodes
-    nodes = scene.bend.stack.nodes
-    for list_name, shown in (("BEND_UL_bends", [second, first]), ("BEND_UL_loras", [lora])):
-        ui_list = getattr(bpy.types, list_name)
-        fake = types.SimpleNamespace(bitflag_filter_item=1 << 30, node_type=ui_list.node_type, filter_name="")
-        flags, order = ui_list.filter_items(fake, bpy.context, scene.bend.stack, "nodes")
-        visible = sorted((i for i, flag in enumerate(flags) if flag), key=lambda i: order[i])
-        assert [nodes[i] for i in visible] == shown, list_name
-    searched = types.SimpleNamespace(bitflag_filter_item=1 << 30, node_type=stack.BEND_NODE, filter_name="sec*")
-    flags, _ = bpy.types.BEND_UL_bends.filter_items(searched, bpy.context, scene.bend.stack, "nodes")
-    assert [nodes[i] for i, flag in enumerate(flags) if flag] == [second]  # the list's search field
-    scene.bend.stack.bend_list_index = list(nodes).index(first)  # a click on a row
-    assert stack.active_bend(scene) == first and scene.bend.stack.active_bend == 1
+    add_bend(scene, "First")
+    add_bend(scene, "Second")
+    bpy.ops.bend.lora_add(filepath="/loras/Style.safetensors")
+    assert bpy.ops.bend.bend_move(direction="UP") == {"FINISHED"}  # Second applies first now
+    assert [b.name for b in stack.bends(scene)] == ["Second", "First"] and scene.bend.bend_index == 0
+    # Blender's own filtering and order: the rows are the list's items in list order, each list its own items.
+    for ui_list in (bpy.types.BEND_UL_bends, bpy.types.BEND_UL_loras):
+        assert not any("filter_items" in vars(cls) for cls in ui_list.__mro__ if cls is not bpy.types.UIList)
+    for list_name, collection, active, shown in (
+        ("BEND_UL_bends", "bends", "bend_index", ["Second", "First"]),
+        ("BEND_UL_loras", "loras", "lora_index", ["Style"]),
+    ):
+        rows = draw_items(list_name, scene.bend, collection, active)[: len(shown)]  # the DEFAULT layout's rows
+        names = [next(c["data"].name for c in row.named("prop") if c["property"] == "name") for row in rows]
+        assert names == shown, list_name
+    first = scene.bend.bends["First"]
+    scene.bend.bend_index = 1  # a click on a row
+    assert stack.active_bend(scene) == first and stack.active_lora(scene) == scene.bend.loras["Style"]
 
 
 def test_loras_panel(scene, deps):
@@ -757,11 +811,11 @@ def test_loras_panel(scene, deps):
     lora = ext().blender.bend_stack.active_lora(scene)
     rec = draw_panel(panel("BEND_PT_loras"))
     [lst] = rec.named("template_list")
-    names = (lst["listtype_name"], lst["propname"], lst["active_propname"])
-    assert names == ("BEND_UL_loras", "nodes", "lora_list_index")
+    names = (lst["listtype_name"], lst["dataptr"], lst["propname"], lst["active_dataptr"], lst["active_propname"])
+    assert names == ("BEND_UL_loras", scene.bend, "loras", scene.bend, "lora_index")
     assert rec.props(lora) == ["filepath", "weight"]
     assert rec.prop_call(lora, "weight").state["use_property_decorate"] is True  # its keyframe dot
-    [row] = draw_items("BEND_UL_loras", scene.bend.stack, "nodes", "lora_list_index")[:1]
+    [row] = draw_items("BEND_UL_loras", scene.bend, "loras", "lora_index")[:1]
     assert row.props(lora) == ["name", "weight"]
 
 
@@ -769,9 +823,10 @@ def test_loras_panel(scene, deps):
 def test_bends_panel_every_operator_place_and_selection(scene, deps, op):
     catalog = ext().engine.catalog
     spec = catalog.OPERATORS[op]
-    bend = add_bend(scene, "First")
-    second = add_bend(scene, "Second")
-    scene.bend.stack.active_bend = 0
+    add_bend(scene, "First")
+    add_bend(scene, "Second")
+    bend, second = scene.bend.bends
+    scene.bend.bend_index = 0
     bend.op = op
     option_props = set(catalog.OPTIONS)  # BendFields has one property per option key
     for place in ("LATENT", "UNET"):
@@ -855,7 +910,7 @@ def test_sweep_panel(scene, deps):
     rec = draw_panel(panel("BEND_PT_sweep"))
     assert {"value_start", "value_end", "columns", "include_end", "layers"} <= set(rec.props())
     assert [c["text"] for c in rec.named("operator")] == ["Sweep R1"]
-    scene.bend.stack.nodes["R1"].op = "reflect"  # no parameter: layers only
+    scene.bend.bends["R1"].op = "reflect"  # no parameter: layers only
     rec = draw_panel(panel("BEND_PT_sweep"))
     assert "value_start" not in rec.props() and "layers" in rec.props()
 

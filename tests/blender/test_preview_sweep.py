@@ -32,7 +32,7 @@ def bent_scene(scene, tmp_path):
     scene.bend.steps = 2
     scene.bend.batch_size = 1
     bpy.ops.bend.bend_add(op="rotate_r1")
-    scene.bend.stack.nodes["R1"].param = 1.0
+    scene.bend.bends["R1"].param = 1.0
     scene.frame_set(3)
     yield scene
     _engine().release()
@@ -46,7 +46,7 @@ def test_preview_shows_the_frame_keeps_the_process_warm_and_touches_no_output(be
     assert tuple(image.size) == (32, 32)  # 50% of 64×64
     pid = server.engine.process.pid
 
-    bent_scene.bend.stack.nodes["R1"].param = 2.0  # the artist turns the knob: the model stays loaded
+    bent_scene.bend.bends["R1"].param = 2.0  # the artist turns the knob: the model stays loaded
     bent_scene.bend.preview.compare = True
     assert bpy.ops.bend.preview_frame() == {"FINISHED"}
     assert server.engine.process.pid == pid
@@ -78,8 +78,8 @@ def test_preview_errors_name_the_setting_and_keep_the_server(bent_scene):
     with pytest.raises(RuntimeError, match="Frame 40 is outside the scene's range 1-12"):
         bpy.ops.bend.preview_frame()
     bent_scene.frame_set(3)
-    bent_scene.bend.stack.nodes["R1"].op = "invert"
-    bent_scene.bend.stack.nodes["R1"].param = 0.0
+    bent_scene.bend.bends["R1"].op = "invert"
+    bent_scene.bend.bends["R1"].param = 0.0
     with pytest.raises(RuntimeError, match=r"Preview failed: .*'R1' \(invert\) at frame 3: .* divides by zero"):
         bpy.ops.bend.preview_frame()
     assert _engine().running  # a bad setting does not cost the warm model
@@ -95,7 +95,7 @@ def test_sweep_writes_a_labelled_sheet_beside_the_blend_whose_tiles_are_renders(
     assert sorted(p.name for p in rows.glob("row_*")) == ["row_00-sweep", "row_01-sweep"]
 
     # Tile (layer 2, angle π/2) is the frame an ordinary render makes with those settings.
-    bend = bent_scene.bend.stack.nodes["R1"]
+    bend = bent_scene.bend.bends["R1"]
     bend.latent_layer, bend.param = 2, math.pi / 2
     assert bpy.ops.bend.render(frame_start=3, frame_end=3) == {"FINISHED"}
     rendered = _read(tmp_path / "bend" / bent_scene.name / "frame_00003.png")

@@ -33,7 +33,9 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
     """
     ext = blender_env.extension()
     frames = list(range(1, len(FEATURE) + 1))
-    ext.blender.animation.write_keys(scene, "bend.audio.rms", frames, FEATURE)  # as a bake writes them
+    features = ext.blender.audio_features
+    features.ensure(scene)  # as a bake writes them
+    ext.blender.animation.write_keys(scene, features.path("rms"), frames, FEATURE)
     bpy.ops.bend.bend_add(op="add")
     bpy.ops.bend.bend_add(op="multiply")
     driven, control = ext.blender.bend_stack.bends(scene)
@@ -50,9 +52,9 @@ def test_feature_drivers_evaluate_with_auto_run_off(scene, tmp_path):
         assert bpy.context.preferences.filepaths.use_scripts_auto_execute is False
         scene = bpy.context.scene
         driven, control = ext.blender.bend_stack.bends(scene)
-        fcurve = scene.bend.stack.animation_data.drivers.find(driven.path_from_id("param"))
+        fcurve = scene.animation_data.drivers.find(driven.path_from_id("param"))
         assert fcurve.driver.is_simple_expression
-        rms = ext.blender.compat.find_fcurve(scene, "bend.audio.rms")
+        rms = ext.blender.compat.find_fcurve(scene, features.path("rms"))
         for frame in (4, 1, 6, 2, 5, 3):  # out of order: each value comes from its own frame
             scene.frame_set(frame)
             assert driven.param == pytest.approx(LOW + (HIGH - LOW) * rms.evaluate(frame), abs=1e-6)

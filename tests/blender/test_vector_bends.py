@@ -165,16 +165,18 @@ def test_adding_a_vector_bend_starts_at_its_neutral_value(scene):
 def test_a_keyed_vector_component_lands_in_the_job_per_frame(scene, tmp_path):
     bpy.ops.bend.bend_add(op="add")
     bpy.ops.bend.bend_add(op="rotate_six")
-    bend = scene.bend.stack.nodes["Rotate Six"]
+    bend = scene.bend.bends["Rotate Six"]
     # Keyed as the Graph Editor keys it: one component, with its array index.
     for frame, value in ((1, 0.0), (5, 1.0), (12, -0.5)):
         bend.param_vector[2] = value
         assert bend.keyframe_insert("param_vector", index=2, frame=frame)
-    curves = [f for f in ext().blender.compat.action_fcurves(scene.bend.stack) if f.data_path.endswith("param_vector")]
-    assert [f.array_index for f in curves] == [2]  # only that component is animated
-    scene.bend.stack.active_bend = 1
+    curves = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path.endswith("param_vector")]
+    assert [(f.data_path, f.array_index) for f in curves] == [("bend.bends[1].param_vector", 2)]  # that component
+    scene.bend.bend_index = 1
     bpy.ops.bend.bend_move(direction="UP")  # the animation stays with its bend
     assert [b.name for b in _bends(scene)] == ["Rotate Six", "Add"]
+    curves = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path.endswith("param_vector")]
+    assert [(f.data_path, f.array_index) for f in curves] == [("bend.bends[0].param_vector", 2)]
 
     job = _build(scene)
     angles = [frame["bends"]["Rotate Six"] for frame in job["frames"]]
@@ -191,7 +193,7 @@ def test_a_non_finite_component_names_the_bend_the_frame_and_the_component(scene
     bpy.ops.bend.bend_add(op="contract")
     bend = _bends(scene)[0]
     bend.keyframe_insert("param_vector", index=5, frame=1)
-    [fcurve] = ext().blender.compat.action_fcurves(scene.bend.stack)
+    [fcurve] = ext().blender.compat.action_fcurves(scene)
     fcurve.keyframe_points[0].co = (1.0, math.nan)  # a broken key; the field itself clamps to finite numbers
     with pytest.raises(ext().blender.scene_job.SceneJobError, match=r"Bend 'Contract' at frame 1: m11 is nan"):
         _build(scene)
@@ -205,13 +207,14 @@ def test_duplicating_a_vector_bend_copies_each_components_keys_and_drivers(scene
         bend.keyframe_insert("param_vector", index=4, frame=frame)
     ext().operators.drive.add_feature_driver(scene, bend.name, "embed_1", 0.0, 3.0, "param_vector", 1)
     bpy.ops.bend.bend_duplicate()
-    tree = scene.bend.stack
-    copy_path = 'nodes["Rotate Six.001"].param_vector'
-    assert tree.nodes["Rotate Six.001"].path_from_id("param_vector") == copy_path
-    keyed = [f for f in ext().blender.compat.action_fcurves(tree) if f.data_path == copy_path]
-    assert [(f.array_index, [tuple(k.co) for k in f.keyframe_points]) for f in keyed] == [(4, [(1.0, 0.5), (9.0, 2.0)])]
-    driven = [d for d in tree.animation_data.drivers if d.data_path == copy_path]
-    assert [(d.array_index, d.driver.expression) for d in driven] == [(1, "0.0 + 3.0 * feature")]
+    copy_path = "bend.bends[1].param_vector"
+    assert scene.bend.bends["Rotate Six.001"].path_from_id("param_vector") == copy_path
+    for path in ("bend.bends[0].param_vector", copy_path):  # the source keeps its own, the copy has the same
+        keyed = [f for f in ext().blender.compat.action_fcurves(scene) if f.data_path == path]
+        keys = [(f.array_index, [tuple(k.co) for k in f.keyframe_points]) for f in keyed]
+        assert keys == [(4, [(1.0, 0.5), (9.0, 2.0)])], path
+        driven = [d for d in scene.animation_data.drivers if d.data_path == path]
+        assert [(d.array_index, d.driver.expression) for d in driven] == [(1, "0.0 + 3.0 * feature")], path
 
 
 def test_drive_from_feature_drives_one_component_of_a_vector(scene):
@@ -219,9 +222,11 @@ def test_drive_from_feature_drives_one_component_of_a_vector(scene):
     with pytest.raises(RuntimeError, match=r"components 0 to 1 \(low, high\): set Component below 2"):
         bpy.ops.bend.drive_from_feature(feature="rms", component=2)
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=1.0, high=2.0, component=1) == {"FINISHED"}
-    [driver] = scene.bend.stack.animation_data.drivers
-    assert (driver.data_path, driver.array_index) == ('nodes["Clamp"].param_vector', 1)
-    ext().blender.animation.write_keys(scene, "bend.audio.rms", [1, 2], [0.5, 0.75])  # as a bake does
+    [driver] = scene.animation_data.drivers
+    assert (driver.data_path, driver.array_index) == ("bend.bends[0].param_vector", 1)
+    features = ext().blender.audio_features
+    features.ensure(scene)  # as a bake does
+    ext().blender.animation.write_keys(scene, features.path("rms"), [1, 2], [0.5, 0.75])
     scene.frame_set(1)
     assert _bends(scene)[0].param_value() == pytest.approx([-1.0, 1.5])
 
@@ -231,7 +236,7 @@ def test_remove_driver_also_finds_drivers_the_ui_added(scene):
     bend = _bends(scene)[0]
     bend.driver_add("param_vector", 3)  # what the UI's Add Driver makes
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}
-    assert len(scene.bend.stack.animation_data.drivers) == 0
+    assert len(scene.animation_data.drivers) == 0
 
 
 @needs_audio
@@ -249,7 +254,7 @@ def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_pat
         assert bpy.ops.bend.drive_from_embedding(index=index, low=-1.0, high=2.0, around_default=index == 1) == {
             "FINISHED"
         }
-    drivers = scene.bend.stack.animation_data.drivers
+    drivers = scene.animation_data.drivers
     assert len(drivers) == 6 + catalog.EMBEDDING_COMPONENTS + 1
     assert all(d.driver.is_simple_expression and d.driver.is_valid for d in drivers)
     contract.param_vector[15] = 0.5  # past the embedding's 8 curves: the artist's own value stays
@@ -258,7 +263,7 @@ def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_pat
     moved = set()
     for frame in (3, 11, 20):
         scene.frame_set(frame)
-        embed = [getattr(scene.bend.audio, f"embed_{i}") for i in range(catalog.EMBEDDING_COMPONENTS)]
+        embed = [ext().blender.audio_features.value(scene, f"embed_{i}") for i in range(catalog.EMBEDDING_COMPONENTS)]
         moved.update(round(e, 3) for e in embed)
         assert six.param_value() == pytest.approx([-1.0 + 3.0 * e for e in embed[:6]], abs=1e-5)
         assert contract.param_value()[:8] == pytest.approx(
@@ -272,7 +277,7 @@ def test_drive_from_embedding_drives_every_component_after_a_bake(scene, tmp_pat
     scene.frame_set(11)
     assert job["frames"][10]["bends"]["Rotate Six"] == pytest.approx(six.param_value(), abs=1e-6)
 
-    scene.bend.stack.active_bend = 0
+    scene.bend.bend_index = 0
     assert bpy.ops.bend.remove_feature_driver() == {"FINISHED"}
     assert len(drivers) == catalog.EMBEDDING_COMPONENTS + 1  # all six of that bend, and only those
 

@@ -30,9 +30,8 @@ def _alive(pid: int) -> bool:
 
 
 def _bend(scene):
-    """The scene's one bend, R1 (through the bend stack where the extension has one)."""
-    stack = getattr(scene.bend, "stack", None)
-    return stack.nodes["R1"] if stack is not None else scene.bend.bends[0]
+    """The scene's one bend, R1."""
+    return scene.bend.bends["R1"]
 
 
 def _manifest(folder) -> dict[int, dict]:

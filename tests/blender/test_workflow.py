@@ -42,11 +42,11 @@ def test_song_to_video(scene, tmp_path):
     _setup_render(scene, tmp_path)
 
     assert bpy.ops.bend.bake_audio() == {"FINISHED"}
-    rms = compat.find_fcurve(scene, "bend.audio.rms")
+    rms = compat.find_fcurve(scene, blender_env.extension().blender.audio_features.path("rms"))
     assert len(rms.keyframe_points) == 12 and all(k.interpolation == "LINEAR" for k in rms.keyframe_points)
     assert bpy.ops.bend.drive_from_feature(feature="rms", low=0.0, high=2 * math.pi) == {"FINISHED"}
-    driver = scene.bend.stack.animation_data.drivers.find('nodes["R1"].param')
-    assert driver.driver.is_simple_expression
+    driver = scene.animation_data.drivers.find(scene.bend.bends["R1"].path_from_id("param"))
+    assert driver.data_path == "bend.bends[0].param" and driver.driver.is_simple_expression
 
     assert bpy.ops.bend.render() == {"FINISHED"}
     folder = tmp_path / "bend" / scene.name
@@ -78,7 +78,7 @@ def test_render_into_the_vse_without_sound(scene, tmp_path):
     """What 4.2's bpy module (no audio) can run: keyframed bend, render, strip, sub-range, resume."""
     compat = blender_env.extension().blender.compat
     _setup_render(scene, tmp_path)
-    bend = scene.bend.stack.nodes["R1"]
+    bend = scene.bend.bends["R1"]
     for frame, value in ((1, 0.0), (12, 3.0)):
         bend.param = value
         bend.keyframe_insert("param", frame=frame)  # what the I key does over the field
@@ -92,7 +92,7 @@ def test_render_into_the_vse_without_sound(scene, tmp_path):
     manifest = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in manifest] == [4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 11, 12]
     job = json.loads((folder / "job.json").read_text())
-    curve = compat.find_fcurve(scene.bend.stack, 'nodes["R1"].param')
+    curve = compat.find_fcurve(scene, "bend.bends[0].param")
     assert [f["bends"]["R1"] for f in job["frames"]] == pytest.approx([curve.evaluate(f) for f in range(1, 13)])
     assert job["frames"][0]["bends"]["R1"] == 0.0 and job["frames"][-1]["bends"]["R1"] == pytest.approx(3.0)
 
@@ -116,21 +116,25 @@ def test_settings_survive_save_and_reload(scene, tmp_path):
     _setup_render(scene, tmp_path)
     scene.bend.mode = "img2img"
     scene.bend.guidance = 5.5
-    bend = scene.bend.stack.nodes["R1"]
+    bend = scene.bend.bends["R1"]
     bend.place = "UNET"
     bend.unet_target = "up_blocks.1"
+    features = blender_env.extension().blender.audio_features
     blender_env.extension().operators.drive.add_feature_driver(scene, "R1", "onset", 0.5, 2.0)
-    blender_env.extension().blender.animation.write_keys(scene, "bend.audio.rms", [1, 2, 3], [0.1, 0.5, 0.2])
+    features.ensure(scene)  # as a bake does
+    blender_env.extension().blender.animation.write_keys(scene, features.path("rms"), [1, 2, 3], [0.1, 0.5, 0.2])
     path = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))
     scene = bpy.context.scene
     assert scene.bend.mode == "img2img" and scene.bend.guidance == pytest.approx(5.5)
     assert scene.bend.prompts[0].text == "a floating orb"
-    bend = scene.bend.stack.nodes["R1"]
+    bend = scene.bend.bends["R1"]
     assert (bend.op, bend.place, bend.unet_target) == ("rotate_r1", "UNET", "up_blocks.1")
-    driver = scene.bend.stack.animation_data.drivers.find('nodes["R1"].param')
+    driver = scene.animation_data.drivers.find("bend.bends[0].param")
     assert driver.driver.expression == "0.5 + 1.5 * feature" and driver.driver.is_simple_expression
-    assert driver.driver.variables[0].targets[0].data_path == "bend.audio.onset"
-    rms = compat.find_fcurve(scene, "bend.audio.rms")
+    target = driver.driver.variables[0].targets[0]
+    assert (target.id, target.data_path) == (scene, '["bend_onset"]')
+    assert features.present(scene)  # the features' properties are saved with the file
+    rms = compat.find_fcurve(scene, features.path("rms"))
     assert [tuple(k.co) for k in rms.keyframe_points] == [(1, pytest.approx(0.1)), (2, 0.5), (3, pytest.approx(0.2))]

@@ -6,7 +6,8 @@ Run with the PREVIOUS extension (the commit before the change, aeb6b8f), never w
     .venv-bpy42/bin/python tests/data/make_legacy_stack.py /tmp/prev tests/data/legacy_bends_4_2.blend
 
 Its bends, keys and drivers live on the Scene at ``bend.bends["Name"].param`` (and one at an index path, as the
-UI's I key made them): what tests/blender/test_migration.py expects to find on the tree after loading.
+UI's I key made them), its feature at ``bend.audio.rms``: what tests/blender/test_migration.py expects to find at
+index paths and ``["bend_rms"]`` after loading.
 """
 
 import os

@@ -193,10 +193,10 @@ def check_driven_colour(scene, sequencer, sidebar):
     driver goes back on, for the render."""
     ext = extension()
     bend = ext.blender.bend_stack.active_bend(scene)
-    tree = scene.bend.stack
     path = bend.path_from_id("param")
-    [driver] = [d for d in tree.animation_data.drivers if d.data_path == path] or [None]
-    if not checks.check(driver is not None, f"no driver on {path!r} of {tree.name!r}: the UI's path is not driven"):
+    drivers = scene.animation_data.drivers if scene.animation_data else []
+    [driver] = [d for d in drivers if d.data_path == path] or [None]
+    if not checks.check(driver is not None, f"no driver on {path!r} of {scene.name!r}: the UI's path is not driven"):
         return
     # Driven against the other states a field can be in (keyed, animated, overridden, changed).
     others = ("inner_key", "inner_anim", "inner_overridden", "inner_changed")
@@ -210,7 +210,7 @@ def check_driven_colour(scene, sequencer, sidebar):
     expression, feature = driver.driver.expression, driver.driver.variables[0].targets[0].data_path
     with override(sequencer):
         bpy.ops.bend.remove_feature_driver()
-    checks.check(not tree.animation_data.drivers, "Remove Driver left a driver on the stack")
+    checks.check(not scene.animation_data.drivers, "Remove Driver left a driver on the scene")
     sequencer.tag_redraw()  # a change made from a timer redraws nothing by itself
     yield 0.5
     yield from settled(sequencer)
@@ -222,10 +222,35 @@ def check_driven_colour(scene, sequencer, sidebar):
     )
     # Back as it was: "low + span * feature" (operators/drive.py's expression).
     low, span = (float(part.split(" * ")[0]) for part in expression.split(" + "))
-    ext.operators.drive.add_feature_driver(scene, bend.name, feature.rpartition(".")[2], low, low + span)
+    by_path = {ext.blender.audio_features.path(name): name for name in ext.engine.catalog.FEATURE_NAMES}
+    ext.operators.drive.add_feature_driver(scene, bend.name, by_path[feature], low, low + span)
     sequencer.tag_redraw()
     yield 0.5
     yield from settled(sequencer)
+
+
+def check_animation_editors(scene, area):
+    """The animation editors list what the artist animated: the Drivers editor shows the driven bend's driver and
+    the Graph Editor the baked features' curves (the previous node-tree stack was invisible to both). ``area`` is
+    turned into a Graph Editor for the check, screenshotted in each mode, and given back its type."""
+    bend = extension().blender.bend_stack.active_bend(scene)
+    rms = extension().blender.audio_features.path("rms")
+    kind = area.type
+    area.type = "GRAPH_EDITOR"
+    space = area.spaces.active
+    space.dopesheet.show_only_selected = False
+    for mode, wanted, name in (("DRIVERS", bend.path_from_id("param"), "drivers_editor"), ("FCURVES", rms, "graph")):
+        space.mode = mode
+        yield 0.5
+        with override(area):
+            bpy.ops.graph.view_all()
+            listed = [f.data_path for f in bpy.context.visible_fcurves]
+        log(f"{name}: lists {len(listed)} curves, {wanted!r} {'among them' if wanted in listed else 'MISSING'}")
+        checks.check(wanted in listed, f"the {mode.title()} Graph Editor does not list {wanted!r}: it lists {listed}")
+        yield from settled(area, "WINDOW")
+        crop_region(screenshot(f"window_{name}"), name, area)
+    area.type = kind
+    yield 0.5
 
 
 def session():
@@ -281,6 +306,7 @@ def session():
     shot = screenshot("window_bend_tab_lower")
     sidebar = crop_region(shot, "sidebar_bend_lower", sequencer, "UI")
     yield from check_driven_colour(scene, sequencer, sidebar)
+    yield from check_animation_editors(scene, image_editor)
     # Render Bent Frames, modal; the status bar is caught after the first frame and before the last.
     log("render: bend.render('INVOKE_DEFAULT')")
     with override(sequencer):

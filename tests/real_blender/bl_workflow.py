@@ -98,7 +98,7 @@ def workflow(checks: Checks) -> str:
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))  # frames go to //bend/real/, beside it
 
     call(bpy.ops.bend.bake_audio)
-    rms = compat.find_fcurve(scene, "bend.audio.rms")
+    rms = compat.find_fcurve(scene, ext.blender.audio_features.path("rms"))
     if not checks.check(
         rms is not None and len(rms.keyframe_points) == FRAMES, "bake_audio wrote no RMS curve with a key per frame"
     ):
