@@ -26,6 +26,7 @@ crop missing_preferences_window.png 1140x700+172+95 preferences-missing-dependen
 crop missing_sidebar.png 377x440+0+0 sidebar-missing-dependencies.png
 crop sidebar_bend.png 375x1009+0+0 sidebar-model-prompts-audio.png
 crop sidebar_bend_lower.png 375x720+0+0 sidebar-bends-preview-render.png
+crop window_drivers_editor.png 284x130+1316+238 drivers-editor.png
 crop window_rendering.png 940x440+0+760 sequencer-rendering-status-bar.png
 crop window_rendered.png 940x340+0+760 sequencer-image-strip.png
 crop window_preview.png 654x370+946+500 preview-frame.png
