@@ -107,6 +107,8 @@ def migrate_all() -> list[str]:
     migrated = []
     trees = {scene.bend.stack for scene in bpy.data.scenes} - {None}
     for scene in bpy.data.scenes:
+        if scene.library is not None:  # linked from another file, read-only here: migrated when that file opens
+            continue
         if needs_migration(scene):
             count = migrate_scene(scene)
             print(f"Diffusion Bender: moved scene {scene.name!r} to this version ({count} bends and LoRAs)")

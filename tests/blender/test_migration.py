@@ -199,3 +199,16 @@ def test_a_migrated_file_saves_and_reopens_without_migrating_again(migrated, tmp
     scene = bpy.context.scene
     assert [b.name for b in ext().blender.bend_stack.bends(scene)] == BENDS
     assert (set(_curves(scene)), set(_drivers(scene))) == before
+
+
+def test_a_linked_scene_is_left_to_its_own_file(tmp_path):
+    """A scene linked from an older file is read-only here: the migration skips it (and its tree) without error."""
+    path = tmp_path / "stack_bends_4_2.blend"
+    path.write_bytes((DATA / "stack_bends_4_2.blend").read_bytes())
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with bpy.data.libraries.load(str(path), link=True) as (_, target):
+        target.scenes = ["Scene"]
+    [linked] = target.scenes
+    assert linked.library is not None and linked.bend.stack is not None
+    assert ext().blender.migration.migrate_all() == []
+    assert linked.bend.stack is not None and len(linked.bend.bends) == 0
