@@ -11,6 +11,8 @@ import textwrap
 import blender_env
 import bpy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 RMS = [0.0, 0.25, 1.0, 0.5, 0.75, 0.1]  # baked values on frames 1..6
 CYCLE = "Dependency cycle detected"
@@ -315,3 +317,60 @@ def test_a_missing_lora_file_names_the_lora_and_the_setting(scene, tmp_path):
     ext().blender.bend_stack.loras(scene)[0].filepath = ""
     with pytest.raises(error, match=r"LoRA 'gone' has no file: choose its \.safetensors in Bend > LoRAs"):
         ext().blender.scene_job.build_job(scene, _prefs())
+
+
+# --- list operations, fuzzed -------------------------------------------------------------------------------------
+
+_OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "up", "down", "duplicate"]), st.integers(0, 7)), max_size=12
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=_OPERATIONS)
+def test_any_sequence_of_list_operations_keeps_each_bends_own_animation(scene, operations):
+    """Every bend carries its identity in its name (``B3``, a copy ``B3.001``) and in its animation: keys to 3 at
+    frame 1 and -3 at frame 2 on odd ones, a driver "3" on even ones. After any sequence of Add, Remove, Move Up,
+    Move Down and Duplicate through the operators, each bend's value is its own, and no curve is left over."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    settings_ = scene.bend
+    made = 0
+
+    def add():
+        nonlocal made
+        made += 1
+        bpy.ops.bend.bend_add(op="add")
+        bend = settings_.bends[-1]
+        bend.name = f"B{made}"
+        if made % 2:
+            for frame, value in ((1, made), (2, -made)):
+                bend.param = value
+                bend.keyframe_insert("param", frame=frame)
+        else:
+            bend.driver_add("param").driver.expression = f"{made}.0"
+
+    for _ in range(3):
+        add()
+    for operation, index in operations:
+        if operation == "add":
+            add()
+            continue
+        if not settings_.bends:
+            continue
+        settings_.bend_index = index % len(settings_.bends)
+        if operation == "remove":
+            bpy.ops.bend.bend_remove()
+        elif operation == "duplicate":
+            bpy.ops.bend.bend_duplicate()
+        else:
+            bpy.ops.bend.bend_move(direction=operation.upper())
+
+    uids = [int(b.name[1:].split(".")[0]) for b in settings_.bends]
+    for frame, sign in ((1, 1), (2, -1)):
+        scene.frame_set(frame)
+        expected = [uid * sign if uid % 2 else uid for uid in uids]
+        assert [b.param for b in settings_.bends] == pytest.approx(expected), (operations, frame)
+    keyed, drivers = _paths(scene)
+    assert keyed == {(f"bend.bends[{i}].param", 0) for i, uid in enumerate(uids) if uid % 2}
+    assert drivers == {(f"bend.bends[{i}].param", 0) for i, uid in enumerate(uids) if not uid % 2}
