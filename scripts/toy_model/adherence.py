@@ -8,7 +8,8 @@ job's sampler, guidance and noise), one job per seed. A picture passes when what
 back from its pixels:
 
 * a shape: the bright pixels (the shape, on the dark background) have the caption's colour (nearest of the
-  palette) and their centre lies in the caption's place (nearest of the five positions);
+  palette), their centre lies in the caption's place (nearest of the five positions), and their outline is the
+  caption's shape (the generator's own orb, square, ring, star or triangle drawn over them that overlaps best);
 * a landscape: the top rows' mean colour is nearest to the caption's sky, the bottom rows' to its ground, with the
   reference colours measured on the generator's own pictures.
 
@@ -67,8 +68,9 @@ def _nearest(value: np.ndarray, options: dict[str, np.ndarray]) -> str:
     return min(options, key=lambda name: float(np.linalg.norm(value - options[name])))
 
 
-def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, int] | None:
-    """The shape's palette colour, its position phrase and its pixel count; None when no shape stands out."""
+def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, str, int] | None:
+    """The shape's palette colour, its position phrase, its outline and its pixel count; None when no shape stands
+    out."""
     pixels = image.astype(np.float64)
     mask = pixels.max(axis=2) > BRIGHT
     if mask.sum() < MIN_SHAPE_PIXELS:
@@ -77,7 +79,47 @@ def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, int] | None:
     ys, xs = np.nonzero(mask)
     centre = np.array([xs.mean(), ys.mean()]) / image.shape[0]
     place = _nearest(centre, {k: np.array(v) for k, v in scenes.POSITIONS.items()})
-    return colour, place, int(mask.sum())
+    return colour, place, shape_of(mask), int(mask.sum())
+
+
+class _Turn:
+    """Stands in for the generator's random source where it draws a star's turn: this one turn."""
+
+    def __init__(self, turn: float) -> None:
+        self.turn = turn
+
+    def uniform(self, low: float, high: float) -> float:
+        return self.turn
+
+
+def _template(shape: str, cx: float, cy: float, r: float, turn: float = 0.0) -> np.ndarray:
+    """The generator's ``shape`` centred at (cx, cy) with radius ``r`` (pixels), as a boolean 64×64 mask."""
+    from PIL import Image, ImageDraw
+
+    w = scenes.SIZE * scenes.SUPER
+    canvas = Image.new("RGB", (w, w))
+    k = scenes.SUPER
+    scenes._draw_shape(ImageDraw.Draw(canvas), shape, cx * k, cy * k, r * k, (255, 255, 255), _Turn(turn))
+    return np.asarray(canvas.convert("L").resize((scenes.SIZE, scenes.SIZE), Image.Resampling.BOX)) > 127
+
+
+def shape_of(mask: np.ndarray) -> str:
+    """The generator's shape whose outline overlaps the mask best (intersection over union), over a few sizes
+    around the mask's own and centres around its bounding box's (a star's and a triangle's centre lies below the
+    middle of their box)."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+    half = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) / 2
+    best, best_iou = scenes.SHAPES[0], -1.0
+    for shape in scenes.SHAPES:
+        for scale in (0.85, 0.95, 1.05, 1.15):
+            for shift in (-0.1, 0.0, 0.1):
+                for turn in (-0.2, 0.0, 0.2) if shape == "star" else (0.0,):  # the generator turns stars ±0.3
+                    template = _template(shape, cx, cy + shift * half, half * scale, turn)
+                    iou = (template & mask).sum() / max(1, (template | mask).sum())
+                    if iou > best_iou:
+                        best, best_iou = shape, float(iou)
+    return best
 
 
 def landscape_parts(image: np.ndarray, sky_hint: str) -> tuple[str, str]:
@@ -92,17 +134,20 @@ def check(scene: scenes.Scene, image: np.ndarray) -> Verdict:
     """Does ``image`` show what ``scene``'s caption says?"""
     if scene.kind == "shape":
         found = shape_colour_and_place(image)
-        wanted = [name for name, said in (("colour", scene.colour), ("place", scene.position)) if said]
+        said = (("colour", scene.colour), ("shape", scene.shape), ("place", scene.position))
+        wanted = [name for name, value in said if value]
         if found is None:
             return Verdict(False, "no shape stands out from the background", tuple((w, False) for w in wanted))
-        colour, place, area = found
+        colour, place, shape, area = found
         problems = []
         if scene.colour and colour != scene.colour:
             problems.append(f"colour {colour}")
+        if scene.shape and shape != scene.shape:
+            problems.append(f"shape {shape}")
         if scene.position and place != scene.position:
             problems.append(f"place {place!r}")
         criteria = tuple((w, not any(p.startswith(w) for p in problems)) for w in wanted)
-        return Verdict(not problems, ", ".join(problems) or f"{colour} {place} ({area} px)", criteria)
+        return Verdict(not problems, ", ".join(problems) or f"{colour} {shape} {place} ({area} px)", criteria)
     if scene.kind == "landscape":
         sky, ground = landscape_parts(image, scene.sky or "day")
         problems = []
