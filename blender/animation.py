@@ -67,19 +67,12 @@ def reindex(id_data: bpy.types.ID, items: bpy.types.bpy_prop_collection, new_ind
         return None if target is None else f"{list_path}[{target}]{path[match.end() :]}"
 
     moves: list[tuple[bpy.types.bpy_struct, str]] = []
-    for fcurve in compat.action_fcurves(id_data):
-        path = renumbered(fcurve.data_path)
+    for curve in animation_curves(id_data):
+        path = renumbered(curve.data_path)
         if path is None:
-            compat.remove_fcurve(id_data, fcurve)
+            remove_curve(id_data, curve)
         elif path is not False:
-            moves.append((fcurve, path))
-    drivers = id_data.animation_data.drivers if id_data.animation_data else []
-    for driver in list(drivers):
-        path = renumbered(driver.data_path)
-        if path is None:
-            drivers.remove(driver)
-        elif path is not False:
-            moves.append((driver, path))
+            moves.append((curve, path))
     for target in readers_of(id_data):
         path = renumbered(target.data_path)
         if isinstance(path, str):
@@ -95,15 +88,19 @@ def copy_item_animation(id_data: bpy.types.ID, items: bpy.types.bpy_prop_collect
     return copy_animation(id_data, f"{list_path}[{source}].", id_data, f"{list_path}[{target}].")
 
 
+def remove_curve(id_data: bpy.types.ID, curve: bpy.types.FCurve) -> None:
+    """Delete one of the ID's curves: a driver from its drivers, a keyframed F-curve from its action."""
+    if curve.driver is not None:
+        id_data.animation_data.drivers.remove(curve)
+    else:
+        compat.remove_fcurve(id_data, curve)
+
+
 def remove_animation(id_data: bpy.types.ID, prefix: str) -> None:
     """Delete the keyframed F-curves and the drivers whose data path starts with ``prefix``."""
-    for fcurve in compat.action_fcurves(id_data):
-        if fcurve.data_path.startswith(prefix):
-            compat.remove_fcurve(id_data, fcurve)
-    drivers = id_data.animation_data.drivers if id_data.animation_data else []
-    for driver in list(drivers):
-        if driver.data_path.startswith(prefix):
-            drivers.remove(driver)
+    for curve in animation_curves(id_data):
+        if curve.data_path.startswith(prefix):
+            remove_curve(id_data, curve)
 
 
 def item_drivers(item: bpy.types.bpy_struct, prop: str) -> list[bpy.types.FCurve]:
