@@ -17,18 +17,22 @@ from scripts.toy_model import adherence, scenes
 
 STEPS = 20
 # Measured on the shipped model (scripts/toy_model/adherence.py, 4 seeds × 12 held-out prompts): the caption's colour
-# 62 % (chance 1 in 7; red comes out orange), shape 72 % (chance 1 in 5), sky 100 % (chance 1 in 3), place 18 %
-# (chance 1 in 5: the U-Net ignores position words), ground 25 %; all of a caption 6 %, where the issue aims for 80 %.
-# The floors guard what works.
-COLOUR_FLOOR = 0.4
+# 85 % (chance 1 in 7; red rings come out orange), shape 60 % (chance 1 in 5; stars and squares come out as lumps),
+# place 100 % (chance 1 in 5), sky 100 % (chance 1 in 3), ground 38 %; all of a caption 46 %, where the issue aims
+# for 80 %. At this test's seeds 0 and 1: colour 90 %, shape 60 %, place 100 %, sky 100 %, ground 25 %. The floors
+# guard what works.
+COLOUR_FLOOR = 0.7
 SHAPE_FLOOR = 0.5
+PLACE_FLOOR = 0.8
 SKY_FLOOR = 0.75
 # The model repairs early bends on its own prompt; late ones show. A threshold on the last latent but one leaves a
-# two-level latent: few colours (about 50 → 17, seeds 0, 1, 3). R1 by π at layer 15 of 20 shifts the chroma 0.20-0.23
-# on those seeds (0.00-0.03 at layer 0, 0.05-0.08 at layer 10).
+# two-level latent: fewer colours (seeds 0-3: 48 → 28, 45 → 32, 58 → 33, 52 → 33; at layers 15 and 17 the model
+# turns it into texture, more colours). R1 by π at layer 15 of 20 shifts the chroma 0.14-0.15 at seeds 0, 1, 3
+# (0.02-0.03 at layer 0, 0.03-0.06 at layer 10).
 THRESHOLD_LAYER = 19
 ROTATION_LAYER = 15
 ROTATION_SHIFT = 0.1
+THRESHOLD_RATIO = 0.75
 GUIDANCE = 5.0
 
 
@@ -100,18 +104,18 @@ def test_the_checker_reads_the_generators_own_shapes():
     assert dict(verdict.criteria) == {"colour": True, "shape": False, "place": True}, verdict
 
 
-def test_held_out_prompts_get_their_colour_shape_and_sky(held_out_pictures):
+def test_held_out_prompts_get_their_colour_shape_place_and_sky(held_out_pictures):
     rates = held_out_criteria(held_out_pictures)
     assert set(rates) == {"colour", "shape", "place", "sky", "ground"}
     assert rates["colour"] >= COLOUR_FLOOR, rates  # chance: 1 in 7
     assert rates["shape"] >= SHAPE_FLOOR, rates  # chance: 1 in 5
+    assert rates["place"] >= PLACE_FLOOR, rates  # chance: 1 in 5
     assert rates["sky"] >= SKY_FLOOR, rates  # chance: 1 in 3
 
 
-@pytest.mark.xfail(strict=True, reason="the toy model ignores position words and composes unseen landscapes badly")
-def test_held_out_prompts_get_their_place_and_ground(held_out_pictures):
-    rates = held_out_criteria(held_out_pictures)
-    assert rates["place"] >= 0.6 and rates["ground"] >= 0.6, rates
+@pytest.mark.xfail(strict=True, reason="the toy model draws the ground of an unseen landscape badly")
+def test_held_out_landscapes_get_their_ground(held_out_pictures):
+    assert held_out_criteria(held_out_pictures)["ground"] >= 0.6
 
 
 def test_seeds_give_different_pictures(held_out_pictures):
@@ -144,7 +148,10 @@ def test_a_threshold_reduces_the_number_of_colours(toy_model, tmp_path):
     bend = {"name": "t", "op": "threshold", "latent_layer": THRESHOLD_LAYER}
     plain = render(tmp_path / "plain", toy_model, ["a gorgeous landscape"], [{}], seed=3)[0]
     bent = render(tmp_path / "bent", toy_model, ["a gorgeous landscape"], [{"bends": {"t": 0.0}}], [bend], seed=3)[0]
-    assert distinct_colours(bent) < distinct_colours(plain) * 0.5, (distinct_colours(bent), distinct_colours(plain))
+    assert distinct_colours(bent) < distinct_colours(plain) * THRESHOLD_RATIO, (
+        distinct_colours(bent),
+        distinct_colours(plain),
+    )
 
 
 def test_a_rotation_at_a_later_layer_changes_the_colour_balance(toy_model, tmp_path):

@@ -36,7 +36,6 @@ import scenes  # noqa: E402
 
 SKY_ROWS = slice(0, 16)  # above every horizon the generator draws (rows 29-38 at 64 px)
 GROUND_ROWS = slice(48, 64)
-BRIGHT = 90  # a shape pixel: its brightest channel is above this (backgrounds stay below about 40)
 MIN_SHAPE_PIXELS = 12
 
 
@@ -72,7 +71,7 @@ def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, str, int] | Non
     """The shape's palette colour, its position phrase, its outline and its pixel count; None when no shape stands
     out."""
     pixels = image.astype(np.float64)
-    mask = pixels.max(axis=2) > BRIGHT
+    mask = pixels.max(axis=2) > scenes.BRIGHT_LEVEL
     if mask.sum() < MIN_SHAPE_PIXELS:
         return None
     colour = _nearest(pixels[mask].mean(axis=0), {k: np.array(v, dtype=np.float64) for k, v in scenes.COLOURS.items()})

@@ -25,6 +25,8 @@ from PIL import Image, ImageDraw
 
 SIZE = 64
 SUPER = 4  # drawn at 4× and downsampled with a box filter: soft, anti-aliased edges
+# A shape's pixels have a channel above this; the dark backgrounds behind shapes stay below about 40.
+BRIGHT_LEVEL = 90
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),

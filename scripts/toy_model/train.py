@@ -1,15 +1,17 @@
 """Train ``toy-shapes``: a small Stable Diffusion model (SD 1.x's own classes) on the pictures ``scenes.py`` draws.
 
-    make toy-model    # or: OMP_NUM_THREADS=2 .venv/bin/python -m scripts.toy_model.train [--out models/toy-shapes]
+    make toy-model    # or: OMP_NUM_THREADS=1 .venv/bin/python -m scripts.toy_model.train [--out models/toy-shapes]
 
-Three phases, all seeded and on the CPU with deterministic algorithms, so the same seed and settings give the same
-weights on the same machine and library versions:
+Three phases, all seeded and on the CPU with deterministic algorithms, so the same seed, settings and thread count
+give the same weights on the same machine and library versions (the shipped ones were trained with one thread):
 
 1. the VAE (an ``AutoencoderKL``, 4 latent channels, 64×64 pictures to 16×16 latents) learns to reconstruct the
-   pictures from its posterior mean, with a tiny KL weight (a sampled posterior washed the hues out in a probe);
+   pictures from its posterior mean, with a tiny KL weight (a sampled posterior washed the hues out in a probe) and
+   the shapes' pixels weighted up (unweighted, it turned red and yellow shapes orange);
 2. the training set is encoded once into a latent pool (encoding every step would cost as much as the U-Net);
-3. the text encoder (a 2-layer ``CLIPTextModel``) and the ``UNet2DConditionModel`` learn to predict the noise,
-   with 10 % of captions dropped for classifier-free guidance, offset noise, and min-SNR loss weighting.
+3. the text encoder (a 2-layer ``CLIPTextModel``) and the ``UNet2DConditionModel`` learn v-prediction, with 10 % of
+   captions dropped for classifier-free guidance and offset noise; a layout phase on the noisiest timesteps comes
+   first, and the loss weights keep a floor there (``loss_weights``): that is where the words must place a shape.
 
 On a 2-core CPU shared with other work, one thread was 4× faster than two (two threads wait on each other when
 the cores are busy); on an idle machine two are 1.5× faster.
@@ -141,11 +143,13 @@ def build_models(vocab_size: int, seed: int):
     return vae, text_encoder, unet
 
 
-def make_scheduler():
+def make_scheduler(prediction: str = "epsilon"):
     from diffusers import DDIMScheduler
 
-    # Stable Diffusion 1.x's noise schedule, so the engine's samplers treat it like any SD model.
+    # Stable Diffusion 1.x's noise schedule, so the engine's samplers treat it like any SD model; with v-prediction,
+    # as SD 2.x's 768 models, which the scheduler's config tells every sampler.
     return DDIMScheduler(
+        prediction_type=prediction,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -166,7 +170,16 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, seed: int) -> None:
+def _shape_weights(x: torch.Tensor, shape_weight: float) -> torch.Tensor:
+    """Per-pixel loss weights, 1 + ``shape_weight`` on a picture's bright pixels, normalised to a mean of 1 per
+    picture: a shape covers a tenth of its picture, and unweighted the VAE spent its capacity on the dark background
+    and turned red and yellow shapes orange. A landscape, bright everywhere, keeps uniform weights."""
+    bright = (x.amax(dim=1, keepdim=True) > scenes.BRIGHT_LEVEL / 127.5 - 1.0).float()
+    weights = 1.0 + shape_weight * bright
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def train_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, seed: int, shape_weight: float) -> None:
     generator = torch.Generator().manual_seed(seed + 1)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -177,7 +190,9 @@ def train_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, seed
         x = images[index]
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.mean).sample
-        loss = torch.nn.functional.mse_loss(recon, x) + 0.5 * torch.nn.functional.l1_loss(recon, x)
+        weights = _shape_weights(x, shape_weight)
+        error = (recon - x).pow(2) + 0.5 * (recon - x).abs()
+        loss = (error * weights).mean()
         # the colour of each 4×4 patch, weighted up: hue is what the prompts name and what a probe's VAE lost
         pooled = torch.nn.functional.avg_pool2d
         loss = loss + 2.0 * torch.nn.functional.l1_loss(pooled(recon, 4), pooled(x, 4))
@@ -196,12 +211,40 @@ def encode_pool(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     return torch.cat([vae.encode(images[i : i + batch]).latent_dist.mean for i in range(0, len(images), batch)])
 
 
+def loss_weights(snr: torch.Tensor, prediction: str, min_snr: float, snr_floor: float) -> torch.Tensor:
+    """Per-sample weights of the prediction's squared error, so that the error of the predicted clean latent counts
+    ``clamp(snr, snr_floor, min_snr)``.
+
+    An error in the predicted noise is an error in the predicted picture scaled by the signal-to-noise ratio
+    (``snr``), an error in v by ``snr + 1``. Unweighted, noise prediction weighs the picture's error at the noisiest
+    steps by about 0.005, which are the steps that decide where a shape goes and which half is sky: the model learnt
+    colours and shapes but drew them wherever the noise put them. The floor gives those steps a real share. The cap
+    is min-SNR weighting (Hang et al. 2023): the nearly clean steps, where only texture is at stake, weigh less.
+    """
+    picture_weight = torch.clamp(snr, min=snr_floor, max=min_snr) if min_snr else torch.clamp(snr, min=snr_floor)
+    return picture_weight / (snr + 1 if prediction == "v_prediction" else snr)
+
+
 def train_unet(
-    unet, text_encoder, tokenizer, latents, captions, steps, batch, lr, seed, offset=0.0, min_snr=0.0
+    unet,
+    text_encoder,
+    tokenizer,
+    latents,
+    captions,
+    steps,
+    batch,
+    lr,
+    seed,
+    offset=0.0,
+    min_snr=0.0,
+    snr_floor=0.0,
+    prediction="epsilon",
+    layout_steps=0,
+    layout_from=700,
 ) -> None:
     from diffusers import DDPMScheduler
 
-    noise_schedule = DDPMScheduler.from_config(make_scheduler().config)
+    noise_schedule = DDPMScheduler.from_config(make_scheduler(prediction).config)
     ids = tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
     ids = ids.input_ids
     empty = tokenizer([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
@@ -226,18 +269,18 @@ def train_unet(
             # sampling time lacks, so a model trained without it cannot pick a picture's overall colour (the dark
             # backgrounds came out green). A per-channel constant in the noise teaches it to.
             noise = noise + offset * torch.randn((batch, x0.shape[1], 1, 1), generator=generator)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,), generator=generator)
+        # The layout phase: the first steps see only the noisiest timesteps, where the words must place the shape
+        # (a probe learnt left from right there in about 600 steps; spread over every timestep from the start, the
+        # same budget learnt colours and shapes but no place).
+        low = layout_from if step < layout_steps else 0
+        t = torch.randint(low, noise_schedule.config.num_train_timesteps, (batch,), generator=generator)
         noisy = noise_schedule.add_noise(x0, noise, t)
         context = text_encoder(tokens)[0]
-        prediction = unet(noisy, t, encoder_hidden_states=context).sample
-        loss = torch.nn.functional.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-        if min_snr:
-            # Min-SNR weighting (Hang et al. 2023): the nearly clean steps, where predicting the noise is easy and
-            # only texture is at stake, weigh less; the noisy ones, where the caption's colour and place are
-            # decided, dominate. It converges several times faster for the same steps.
-            snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-            loss = loss * torch.clamp(snr, max=min_snr) / snr
-        loss = loss.mean()
+        prediction_out = unet(noisy, t, encoder_hidden_states=context).sample
+        target = noise_schedule.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
+        loss = torch.nn.functional.mse_loss(prediction_out, target, reduction="none").mean(dim=(1, 2, 3))
+        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        loss = (loss * loss_weights(snr, prediction, min_snr, snr_floor)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -255,12 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "toy-shapes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=8000, help="training pictures (drawn, then encoded once)")
-    parser.add_argument("--vae-steps", type=int, default=1400)
+    parser.add_argument("--vae-steps", type=int, default=2000)
+    parser.add_argument("--vae-shape-weight", type=float, default=10.0, help="extra loss weight of shape pixels")
     parser.add_argument("--vae-batch", type=int, default=8)
-    parser.add_argument("--unet-steps", type=int, default=1800)
+    parser.add_argument("--unet-steps", type=int, default=3000)
     parser.add_argument("--unet-batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the text encoder and U-Net")
     parser.add_argument("--min-snr", type=float, default=5.0, help="min-SNR loss weighting's gamma (0: none)")
+    parser.add_argument("--snr-floor", type=float, default=1.0, help="least loss weight of the noisiest steps")
+    parser.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
+    parser.add_argument("--layout-steps", type=int, default=600, help="first U-Net steps on the noisiest timesteps")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="save the trained VAE here, or reuse it if the file exists"
     )
@@ -284,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         vae.eval()
         log(f"reused the VAE in {args.checkpoint}")
     else:
-        train_vae(vae, images, args.vae_steps, args.vae_batch, 2e-3, args.seed)
+        train_vae(vae, images, args.vae_steps, args.vae_batch, 2e-3, args.seed, args.vae_shape_weight)
         if args.checkpoint:
             torch.save(vae.state_dict(), args.checkpoint)
     vae_done = time.perf_counter()
@@ -307,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         args.offset_noise,
         args.min_snr,
+        args.snr_floor,
+        args.prediction,
+        args.layout_steps,
     )
     unet_done = time.perf_counter()
 
@@ -317,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=make_scheduler(),
+        scheduler=make_scheduler(args.prediction),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -329,10 +379,14 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "images": args.images,
         "vae_steps": args.vae_steps,
+        "vae_shape_weight": args.vae_shape_weight,
         "unet_steps": args.unet_steps,
         "unet_batch": args.unet_batch,
         "lr": args.lr,
         "min_snr": args.min_snr,
+        "snr_floor": args.snr_floor,
+        "prediction": args.prediction,
+        "layout_steps": args.layout_steps,
         "offset_noise": args.offset_noise,
         "vae_reused_from": str(args.checkpoint) if vae_reused else None,
         "vae_seconds": round(vae_done - started),
