@@ -165,3 +165,35 @@ def test_a_rotation_at_a_later_layer_changes_the_colour_balance(toy_model, tmp_p
         chroma = [b / b.sum() for b in balance]
         shifts.append(float(np.abs(chroma[0] - chroma[1]).sum()))
     assert min(shifts) > ROTATION_SHIFT, shifts
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_training_loss_weighs_the_pictures_error_by_the_clamped_snr(prediction_type):
+    """``train.loss_weights`` × the prediction's squared error == clamp(SNR, floor, cap) × the predicted picture's."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from scripts.toy_model import train
+
+    schedule = DDPMScheduler.from_config(train.make_scheduler(prediction_type).config)
+    generator = torch.Generator().manual_seed(0)
+    t = torch.tensor([1, 60, 250, 500, 800, 999])
+    x0, noise = torch.randn(6, 4, 8, 8, generator=generator), torch.randn(6, 4, 8, 8, generator=generator)
+    x0_guess = x0 + 0.3 * torch.randn(6, 4, 8, 8, generator=generator)  # a model's imperfect picture
+    noisy = schedule.add_noise(x0, noise, t)
+    a = schedule.alphas_cumprod[t].sqrt()[:, None, None, None]
+    s = (1 - schedule.alphas_cumprod[t]).sqrt()[:, None, None, None]
+    noise_guess = (noisy - a * x0_guess) / s  # the noise that picture implies
+    if prediction_type == "v_prediction":
+        target, guess = schedule.get_velocity(x0, noise, t), a * noise_guess - s * x0_guess
+    else:
+        target, guess = noise, noise_guess
+    snr = schedule.alphas_cumprod[t] / (1 - schedule.alphas_cumprod[t])
+    weighted = (guess - target).pow(2).mean(dim=(1, 2, 3)) * train.loss_weights(snr, prediction_type, 5.0, 1.0)
+    picture = (x0_guess - x0).pow(2).mean(dim=(1, 2, 3)) * snr.clamp(min=1.0, max=5.0)
+    torch.testing.assert_close(weighted, picture, rtol=1e-3, atol=1e-6)
+    # Without the floor, noise prediction keeps plain min-SNR weights, which count the picture's error at t = 999
+    # about 0.005 times: what left the shapes' place to the noise.
+    plain = train.loss_weights(snr, "epsilon", 5.0, 0.0)
+    torch.testing.assert_close(plain, snr.clamp(max=5.0) / snr)
+    assert float(plain[-1] * snr[-1]) < 0.01

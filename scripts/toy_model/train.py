@@ -143,13 +143,13 @@ def build_models(vocab_size: int, seed: int):
     return vae, text_encoder, unet
 
 
-def make_scheduler(prediction: str = "epsilon"):
+def make_scheduler(prediction_type: str = "epsilon"):
     from diffusers import DDIMScheduler
 
     # Stable Diffusion 1.x's noise schedule, so the engine's samplers treat it like any SD model; with v-prediction,
     # as SD 2.x's 768 models, which the scheduler's config tells every sampler.
     return DDIMScheduler(
-        prediction_type=prediction,
+        prediction_type=prediction_type,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -211,18 +211,19 @@ def encode_pool(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     return torch.cat([vae.encode(images[i : i + batch]).latent_dist.mean for i in range(0, len(images), batch)])
 
 
-def loss_weights(snr: torch.Tensor, prediction: str, min_snr: float, snr_floor: float) -> torch.Tensor:
+def loss_weights(snr: torch.Tensor, prediction_type: str, min_snr: float, snr_floor: float) -> torch.Tensor:
     """Per-sample weights of the prediction's squared error, so that the error of the predicted clean latent counts
     ``clamp(snr, snr_floor, min_snr)``.
 
     An error in the predicted noise is an error in the predicted picture scaled by the signal-to-noise ratio
-    (``snr``), an error in v by ``snr + 1``. Unweighted, noise prediction weighs the picture's error at the noisiest
-    steps by about 0.005, which are the steps that decide where a shape goes and which half is sky: the model learnt
-    colours and shapes but drew them wherever the noise put them. The floor gives those steps a real share. The cap
-    is min-SNR weighting (Hang et al. 2023): the nearly clean steps, where only texture is at stake, weigh less.
+    (``snr``), an error in v by ``snr + 1``. Predicting the noise, unweighted or with min-SNR weights, counts the
+    picture's error at the noisiest steps about 0.005 times, and those steps decide where a shape goes and which
+    half is sky: that model learnt colours and shapes but drew them wherever the noise put them. The floor gives those
+    steps a real share. The cap is min-SNR weighting (Hang et al. 2023): the nearly clean steps, where only texture is
+    at stake, weigh less.
     """
     picture_weight = torch.clamp(snr, min=snr_floor, max=min_snr) if min_snr else torch.clamp(snr, min=snr_floor)
-    return picture_weight / (snr + 1 if prediction == "v_prediction" else snr)
+    return picture_weight / (snr + 1 if prediction_type == "v_prediction" else snr)
 
 
 def train_unet(
@@ -238,13 +239,13 @@ def train_unet(
     offset=0.0,
     min_snr=0.0,
     snr_floor=0.0,
-    prediction="epsilon",
+    prediction_type="epsilon",
     layout_steps=0,
     layout_from=700,
 ) -> None:
     from diffusers import DDPMScheduler
 
-    noise_schedule = DDPMScheduler.from_config(make_scheduler(prediction).config)
+    noise_schedule = DDPMScheduler.from_config(make_scheduler(prediction_type).config)
     ids = tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
     ids = ids.input_ids
     empty = tokenizer([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
@@ -276,11 +277,11 @@ def train_unet(
         t = torch.randint(low, noise_schedule.config.num_train_timesteps, (batch,), generator=generator)
         noisy = noise_schedule.add_noise(x0, noise, t)
         context = text_encoder(tokens)[0]
-        prediction_out = unet(noisy, t, encoder_hidden_states=context).sample
-        target = noise_schedule.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
-        loss = torch.nn.functional.mse_loss(prediction_out, target, reduction="none").mean(dim=(1, 2, 3))
+        predicted = unet(noisy, t, encoder_hidden_states=context).sample
+        target = noise_schedule.get_velocity(x0, noise, t) if prediction_type == "v_prediction" else noise
+        loss = torch.nn.functional.mse_loss(predicted, target, reduction="none").mean(dim=(1, 2, 3))
         snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        loss = (loss * loss_weights(snr, prediction, min_snr, snr_floor)).mean()
+        loss = (loss * loss_weights(snr, prediction_type, min_snr, snr_floor)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
