@@ -19,6 +19,7 @@ It prints one line per picture, the rate, and how different the seeds' pictures 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def _nearest(value: np.ndarray, options: dict[str, np.ndarray]) -> str:
     return min(options, key=lambda name: float(np.linalg.norm(value - options[name])))
 
 
-def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, str, int] | None:
+def read_shape(image: np.ndarray) -> tuple[str, str, str, int] | None:
     """The shape's palette colour, its position phrase, its outline and its pixel count; None when no shape stands
     out."""
     pixels = image.astype(np.float64)
@@ -81,16 +82,6 @@ def shape_colour_and_place(image: np.ndarray) -> tuple[str, str, str, int] | Non
     return colour, place, shape_of(mask), int(mask.sum())
 
 
-class _Turn:
-    """Stands in for the generator's random source where it draws a star's turn: this one turn."""
-
-    def __init__(self, turn: float) -> None:
-        self.turn = turn
-
-    def uniform(self, low: float, high: float) -> float:
-        return self.turn
-
-
 def _template(shape: str, cx: float, cy: float, r: float, turn: float = 0.0) -> np.ndarray:
     """The generator's ``shape`` centred at (cx, cy) with radius ``r`` (pixels), as a boolean 64×64 mask."""
     from PIL import Image, ImageDraw
@@ -98,7 +89,7 @@ def _template(shape: str, cx: float, cy: float, r: float, turn: float = 0.0) -> 
     w = scenes.SIZE * scenes.SUPER
     canvas = Image.new("RGB", (w, w))
     k = scenes.SUPER
-    scenes._draw_shape(ImageDraw.Draw(canvas), shape, cx * k, cy * k, r * k, (255, 255, 255), _Turn(turn))
+    scenes.draw_shape(ImageDraw.Draw(canvas), shape, cx * k, cy * k, r * k, (255, 255, 255), turn)
     return np.asarray(canvas.convert("L").resize((scenes.SIZE, scenes.SIZE), Image.Resampling.BOX)) > 127
 
 
@@ -109,16 +100,20 @@ def shape_of(mask: np.ndarray) -> str:
     ys, xs = np.nonzero(mask)
     cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
     half = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) / 2
-    best, best_iou = scenes.SHAPES[0], -1.0
-    for shape in scenes.SHAPES:
-        for scale in (0.85, 0.95, 1.05, 1.15):
-            for shift in (-0.1, 0.0, 0.1):
-                for turn in (-0.2, 0.0, 0.2) if shape == "star" else (0.0,):  # the generator turns stars ±0.3
-                    template = _template(shape, cx, cy + shift * half, half * scale, turn)
-                    iou = (template & mask).sum() / max(1, (template | mask).sum())
-                    if iou > best_iou:
-                        best, best_iou = shape, float(iou)
-    return best
+    star_turns = (-2 * scenes.STAR_TURN / 3, 0.0, 2 * scenes.STAR_TURN / 3)  # within the generator's range
+    poses = [
+        (shape, scale, shift, turn)
+        for shape in scenes.SHAPES
+        for scale, shift in itertools.product((0.85, 0.95, 1.05, 1.15), (-0.1, 0.0, 0.1))
+        for turn in (star_turns if shape == "star" else (0.0,))
+    ]
+
+    def overlap(pose: tuple[str, float, float, float]) -> float:
+        shape, scale, shift, turn = pose
+        template = _template(shape, cx, cy + shift * half, half * scale, turn)
+        return float((template & mask).sum() / max(1, (template | mask).sum()))
+
+    return max(poses, key=overlap)[0]
 
 
 def landscape_parts(image: np.ndarray, sky_hint: str) -> tuple[str, str]:
@@ -132,7 +127,7 @@ def landscape_parts(image: np.ndarray, sky_hint: str) -> tuple[str, str]:
 def check(scene: scenes.Scene, image: np.ndarray) -> Verdict:
     """Does ``image`` show what ``scene``'s caption says?"""
     if scene.kind == "shape":
-        found = shape_colour_and_place(image)
+        found = read_shape(image)
         said = (("colour", scene.colour), ("shape", scene.shape), ("place", scene.position))
         wanted = [name for name, value in said if value]
         if found is None:

@@ -46,6 +46,7 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "at the bottom": (0.5, 0.75),
     "in the middle": (0.5, 0.5),
 }
+STAR_TURN = 0.3  # a star is turned by up to this many radians either way
 SIZES = {"small": 7.0, "": 11.0, "large": 16.0}  # radius in pixels; no word is the middle size
 SKIES = {"under a blue sky": "day", "at sunset": "sunset", "at night": "night"}
 GROUNDS = ("green hills", "the sea", "a desert", "snowy mountains")
@@ -116,7 +117,8 @@ def _star(cx: float, cy: float, r: float, turn: float) -> list[tuple[float, floa
     return points
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill, rng) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill, turn: float = 0.0) -> None:
+    """``shape`` centred at (cx, cy) with radius ``r``; ``turn`` (radians) turns a star."""
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "orb":
         draw.ellipse(box, fill=fill)
@@ -128,7 +130,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
     elif shape == "ring":
         draw.ellipse(box, outline=fill, width=int(r * 0.38))
     elif shape == "star":
-        draw.polygon(_star(cx, cy, r * 1.15, float(rng.uniform(-0.3, 0.3))), fill=fill)
+        draw.polygon(_star(cx, cy, r * 1.15, turn), fill=fill)
     elif shape == "triangle":
         draw.polygon([(cx, cy - r), (cx + r * 1.05, cy + r * 0.8), (cx - r * 1.05, cy + r * 0.8)], fill=fill)
     else:
@@ -238,7 +240,10 @@ def draw_scene(scene: Scene, rng: np.random.Generator, size: str = "", sun: bool
         radius = (SIZES[size] + rng.uniform(-1.5, 1.5)) * SUPER
         cx = (fx * SIZE + rng.uniform(-3, 3)) * SUPER
         cy = (fy * SIZE + rng.uniform(-3, 3)) * SUPER
-        _draw_shape(draw, scene.shape or "orb", cx, cy, radius, _jitter(rng, COLOURS[colour]), rng)
+        shape = scene.shape or "orb"
+        fill = _jitter(rng, COLOURS[colour])
+        turn = float(rng.uniform(-STAR_TURN, STAR_TURN)) if shape == "star" else 0.0
+        draw_shape(draw, shape, cx, cy, radius, fill, turn)
     elif scene.kind == "landscape":
         horizon = rng.uniform(0.45, 0.6) * w
         _draw_sky(draw, scene.sky or "day", horizon, rng, sun)
