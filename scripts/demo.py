@@ -46,8 +46,15 @@ TINY = "tiny-random"
 TOY = "toy-shapes"  # the default: shipped in models/, pictures that mean something without a download
 SCENE = "demo"
 PROMPTS = ("a floating orb", "a gorgeous landscape")
+# The markers the crossfade runs between, as shares of the song: the orb holds its colour for the first 40 % (a
+# half-faded orb is drawn white, and the song shows less on white), the landscape takes the last 30 %.
+CROSSFADE = (0.4, 0.7)
 RMS_HIGH = 2 * math.pi  # R1 turns through 0..2π with loudness
 ONSET_HIGH = 2.0  # on a hit, 5% of the latent's elements move by up to 2 noise standard deviations
+# Where the two bends act, as a share of the denoising steps: 8 of toy-shapes' 20, 20 of a real model's 50. At layer
+# 0 they change only the starting noise, which stays noise of the same kind and gives another orb rather than a
+# recoloured one; by 0.4 of the way the picture has formed, and R1 turns its colours with the loudness.
+BEND_DEPTH = 0.4
 SAMPLE_RATE = 22050
 
 NO_AUDIO = "This bpy module has no audio support (Blender 4.2's PyPI build); run the demo with bpy 4.5 or 5.0"
@@ -75,6 +82,10 @@ class RenderSettings:
     @property
     def is_tiny(self) -> bool:
         return self.model == TINY
+
+    @property
+    def bend_layer(self) -> int:
+        return round(BEND_DEPTH * self.steps)
 
 
 def render_settings(model: str | None, size: int | None = None, steps: int | None = None) -> RenderSettings:
@@ -364,18 +375,19 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
         for text in PROMPTS:
             call(bpy.ops.bend.prompt_add)
             scene.bend.prompts[scene.bend.prompt_index].text = text
-        scene.timeline_markers.new("orb", frame=scene.frame_start)
-        scene.timeline_markers.new("landscape", frame=scene.frame_end)
+        for name, share in zip(("orb", "landscape"), CROSSFADE, strict=True):
+            scene.timeline_markers.new(name, frame=scene.frame_start + round(share * (n_frames - 1)))
         call(bpy.ops.bend.crossfade_at_markers)
 
-    with steps("Adding the bends: R1 at layer 0 driven by RMS, add on 5% of the latent driven by onsets"):
+    layer = settings.bend_layer
+    with steps(f"Adding the bends at layer {layer}: R1 driven by RMS, add on 5% of the latent driven by onsets"):
         call(bpy.ops.bend.bend_add, op="rotate_r1")
         rotation = scene.bend.bends["R1"]
-        rotation.place, rotation.latent_layer = "LATENT", 0
+        rotation.place, rotation.latent_layer = "LATENT", layer
         call(bpy.ops.bend.drive_from_feature, feature="rms", low=0.0, high=RMS_HIGH)
         call(bpy.ops.bend.bend_add, op="add")
         sparkle = scene.bend.bends["Add"]
-        sparkle.place, sparkle.latent_layer = "LATENT", 0
+        sparkle.place, sparkle.latent_layer = "LATENT", layer
         sparkle.selection, sparkle.fraction = "random", 0.05
         call(bpy.ops.bend.drive_from_feature, feature="onset", low=0.0, high=ONSET_HIGH)
         print(f"      {rotation.name}: r = 0 + 2π × rms    {sparkle.name}: r = 0 + {ONSET_HIGH:g} × onset", flush=True)
@@ -438,6 +450,7 @@ def make_pictures(bpy, extension, scene, settings: RenderSettings, folder: Path,
         return [record["bends"][name] for record in job["frames"]]
 
     rotation, sparkle = (b["name"] for b in job["bends"])
+    layer = job["bends"][0]["latent_layer"]
     panels = [
         demo_pictures.Panel(
             'Baked audio features (scene["bend_rms"], ["bend_onset"], min-max normalised)',
@@ -446,7 +459,7 @@ def make_pictures(bpy, extension, scene, settings: RenderSettings, folder: Path,
             y_label="feature",
         ),
         demo_pictures.Panel(
-            f"{rotation}: rotation angle at latent layer 0 = 2 pi * RMS (driver)",
+            f"{rotation}: rotation angle at latent layer {layer} = 2 pi * RMS (driver)",
             [demo_pictures.Series(f"{rotation} angle", bend(rotation))],
             y_range=(0.0, 2 * math.pi * 1.05),
             y_label="radians",

@@ -161,8 +161,15 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert drivers["bend.bends[1].param"]["target"] == '["bend_onset"]'
     rotation, sparkle = summary["bends"]
     assert (rotation["name"], sparkle["name"]) == ("R1", "Add")
-    assert (rotation["op"], rotation["place"], rotation["layer"]) == ("rotate_r1", "LATENT", 0)
-    assert (sparkle["op"], sparkle["place"], sparkle["layer"], sparkle["selection"]) == ("add", "LATENT", 0, "random")
+    layer = demo.render_settings(None).bend_layer  # 8 of toy-shapes' 20 steps
+    assert layer == 8
+    assert (rotation["op"], rotation["place"], rotation["layer"]) == ("rotate_r1", "LATENT", layer)
+    assert (sparkle["op"], sparkle["place"], sparkle["layer"], sparkle["selection"]) == (
+        "add",
+        "LATENT",
+        layer,
+        "random",
+    )
     assert sparkle["fraction"] == pytest.approx(0.05)
 
     # What was rendered is what the drivers say: 2π × RMS and 2 × onset, frame by frame, and the song moves them.
@@ -172,7 +179,10 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert angles == pytest.approx([2 * math.pi * v for v in summary["features"]["rms"]], abs=1e-5)
     assert amounts == pytest.approx([demo.ONSET_HIGH * v for v in summary["features"]["onset"]], abs=1e-5)
     assert len({round(a, 3) for a in angles}) > 3 and max(amounts) > 1.0
-    assert job["frames"][0]["prompt_weights"] == [1.0, 0.0] and job["frames"][-1]["prompt_weights"] == [0.0, 1.0]
+    # The orb holds until its marker (40 % of the song: frame 5 of 12), the landscape from its own (70 %: frame 9).
+    weights = [f["prompt_weights"] for f in job["frames"]]
+    assert weights[:5] == [[1.0, 0.0]] * 5 and weights[8:] == [[0.0, 1.0]] * 4
+    assert all(0.0 < w[1] < 1.0 for w in weights[5:8])
 
 
 @needs_audio
