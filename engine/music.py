@@ -22,7 +22,8 @@ The features (float64, one value per frame, always finite):
     See :func:`.rhythm.beat_curves`: the fraction of the current beat (0 to 1), 1 on each beat frame decaying
     as ``exp(-t / beat_decay_s)``, and the fraction of the current bar (0 on the downbeat). All 0 without beats.
 ``section``
-    The index of the section the frame is in (0, 1, 2 ...; :mod:`.structure`), changing at the section times.
+    The index of the section the frame is in (0, 1, 2 ...; :mod:`.structure`), changing on the frame nearest each
+    section time, the frame that section's marker goes on (:meth:`MusicAnalysis.frames`).
 ``chroma_c`` ... ``chroma_b``
     The power of each pitch class in the harmonic part (:func:`.harmonic.chroma`), divided by the frame's
     strongest, so the strongest reads 1; all 0 on a frame without pitched sound.
@@ -260,8 +261,10 @@ def analyze_music(
     cuts = section_boundaries(novelty, half_width)
     cuts = cuts[cuts > 0]
     section_times = np.maximum(0.0, (cuts * block - 0.5) * (coarse_hop / sample_rate))
-    frame_times = np.arange(live) / fps
-    put("section", np.searchsorted(section_times, frame_times, side="right").astype(np.float64))
+    # Counted at the frames Add Music Markers puts its markers on (the nearest), so a section's marker and the
+    # frame where this feature steps agree; compared in seconds, half the boundaries stepped a frame late.
+    section_frames = MusicAnalysis.frames(section_times, fps)
+    put("section", np.searchsorted(section_frames, np.arange(live), side="right").astype(np.float64))
 
     # The embedding.
     columns = [to_frames(timbre, coarse_hop, starts, length), frame_chroma]

@@ -250,6 +250,12 @@ def test_sections_of_an_a_b_a_song() -> None:
     assert section[8 * 24] == 0 and section[24 * 24] == 1 and section[40 * 24] == 2
     frames = result.frames(result.section_times_s, 24.0)
     assert np.all(np.abs(frames - np.array([part, 2 * part]) * 24) <= 24)
+    # The feature steps on exactly the frames the section markers go on, also where a section time lies in the
+    # first half of a frame (at 25 fps the first is at frame 395.3: marker and step both on 395).
+    for fps in (24.0, 25.0, 23.976):
+        at = analyze(song, SR, fps)
+        steps = np.flatnonzero(np.diff(at.features["section"])) + 1
+        np.testing.assert_array_equal(steps, at.frames(at.section_times_s, fps))
 
 
 def test_novelty_peaks_at_the_change_of_a_block_matrix() -> None:
