@@ -9,6 +9,7 @@
 | ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same | same |
 | a sound strip's ``sound_offset`` | absent | present | present | present |
 | strip timing | old names (below) | same | same | new names (5.1+) |
+| which scene the Sequencer shows | the window's | same | the workspace's ``sequencer_scene`` | same |
 
 Strip timing, old name → new name (5.1 deprecates the old ones, removal planned in 6.0): ``frame_start`` →
 ``content_start``, ``frame_final_start`` → ``left_handle``, ``frame_final_end`` → ``right_handle``,
@@ -75,6 +76,21 @@ def strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:
     """The top-level strips of the scene's sequence editor (created if needed)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
     return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def show_in_sequencer(scene: bpy.types.Scene) -> int:
+    """Make ``scene`` the Sequencer's scene in every workspace that has none; returns how many changed.
+
+    Blender 5 shows a workspace's ``sequencer_scene`` in the Sequencer, not the window's scene, and a file made in
+    background mode has none: opened in Blender, its Sequencer would be empty. Before 5.0 the Sequencer shows the
+    window's scene, and there is nothing to set.
+    """
+    changed = 0
+    for workspace in bpy.data.workspaces:
+        if hasattr(workspace, "sequencer_scene") and workspace.sequencer_scene is None:
+            workspace.sequencer_scene = scene
+            changed += 1
+    return changed
 
 
 def all_strips(scene: bpy.types.Scene) -> Iterable[bpy.types.Strip]:

@@ -409,6 +409,7 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
 
     with steps(f"Saving {blend.name}"):
         bpy.ops.file.make_paths_relative()  # the song and the frames: the folder can move
+        compat.show_in_sequencer(scene)  # Blender 5 opens it with the song and the frames in the Sequencer
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
 
     with steps("Drawing contact_sheet.png and curves.png"):

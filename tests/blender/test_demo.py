@@ -80,7 +80,10 @@ SUMMARY_SCRIPT = textwrap.dedent(
               "fraction": b.fraction} for b in extension.blender.bend_stack.bends(scene)]
     summary = {"fps": scene.render.fps, "frames": frames, "strips": strips, "fcurves": fcurves,
                "features": features, "drivers": drivers, "bends": bends, "model": scene.bend.model_source,
-               "prompts": [p.text for p in scene.bend.prompts]}
+               "prompts": [p.text for p in scene.bend.prompts],
+               "version": list(bpy.app.version[:2]),
+               "sequencer_scenes": [getattr(w.sequencer_scene, "name", None) for w in bpy.data.workspaces
+                                    if hasattr(w, "sequencer_scene")]}
     print("SUMMARY " + json.dumps(summary), flush=True)
     os._exit(0)
     """
@@ -141,6 +144,10 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert summary["fps"] == FPS and summary["frames"] == list(range(1, FRAMES + 1))
     assert summary["model"] == "toy-shapes"
     assert summary["prompts"] == ["a floating orb", "a gorgeous landscape"]
+    # Blender 5 shows each workspace's sequencer scene in the Sequencer: the demo's, not none (4.x has no such
+    # setting and shows the window's scene).
+    assert all(name == "demo" for name in summary["sequencer_scenes"])
+    assert summary["sequencer_scenes"] or tuple(summary["version"]) < (5, 0)
 
     strips = {s["name"]: s for s in summary["strips"]}
     sound, frames = strips["song"], strips["demo"]
