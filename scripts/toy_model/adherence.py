@@ -164,12 +164,14 @@ def criteria_rates(verdicts) -> dict[str, tuple[int, int]]:
     return rates
 
 
-def job_document(model: str, prompts: list[str], seed: int, steps: int, guidance: float) -> dict:
+def job_document(
+    model: str, prompts: list[str], seed: int, steps: int, guidance: float, scheduler: str | None = None
+) -> dict:
     """One frame per prompt (one-hot weights), all at noise phase 0 with the job's seed."""
     return {
         "format": "diffusion-bender-job",
         "version": 1,
-        "model": {"source": model, "device": "cpu"},
+        "model": {"source": model, "device": "cpu", **({"scheduler": scheduler} if scheduler else {})},
         "mode": "txt2img",
         "width": scenes.SIZE,
         "height": scenes.SIZE,
@@ -185,7 +187,7 @@ def job_document(model: str, prompts: list[str], seed: int, steps: int, guidance
     }
 
 
-def render(model: str, prompts: list[str], seeds: list[int], steps: int, guidance: float, folder: Path):
+def render(model: str, prompts: list[str], seeds: list[int], steps: int, guidance: float, folder: Path, scheduler=None):
     """Pictures (seed, prompt) → uint8 (H, W, 3), rendered by the engine's runner; the model loads once."""
     from engine.events import EventStream
     from engine.job import load_job
@@ -197,7 +199,7 @@ def render(model: str, prompts: list[str], seeds: list[int], steps: int, guidanc
         job_folder = folder / f"seed_{seed}"
         job_folder.mkdir(parents=True, exist_ok=True)
         path = job_folder / "job.json"
-        path.write_text(json.dumps(job_document(model, prompts, seed, steps, guidance)), encoding="utf-8")
+        path.write_text(json.dumps(job_document(model, prompts, seed, steps, guidance, scheduler)), encoding="utf-8")
         runner = Runner(load_job(path), EventStream(None), model=loaded)
         runner.run()
         loaded = runner.model
@@ -206,10 +208,12 @@ def render(model: str, prompts: list[str], seeds: list[int], steps: int, guidanc
     return images
 
 
-def measure(model: str, seeds: list[int], steps: int, guidance: float, folder: Path, verbose: bool = True):
+def measure(
+    model: str, seeds: list[int], steps: int, guidance: float, folder: Path, verbose: bool = True, scheduler=None
+):
     """(rate, per-picture verdicts, mean seed-to-seed difference per prompt) for the held-out prompts."""
     held_out = scenes.held_out_scenes()
-    images = render(model, [s.caption for s in held_out], seeds, steps, guidance, folder)
+    images = render(model, [s.caption for s in held_out], seeds, steps, guidance, folder, scheduler)
     verdicts = {}
     for (seed, i), image in sorted(images.items()):
         verdicts[seed, i] = check(held_out[i], image)
@@ -231,11 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--scheduler", default=None, help="a sampler instead of the model's own, e.g. dpm++")
     parser.add_argument("--sheet", type=Path, default=None, help="also save all pictures as one PNG here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         seeds = list(range(args.seeds))
-        rate, verdicts, spread, images = measure(args.model, seeds, args.steps, args.guidance, Path(tmp))
+        rate, verdicts, spread, images = measure(
+            args.model, seeds, args.steps, args.guidance, Path(tmp), scheduler=args.scheduler
+        )
     if args.sheet:
         from PIL import Image
 
@@ -243,9 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         rows = [np.concatenate([images[s, i] for i in range(n)], axis=1) for s in seeds]
         Image.fromarray(np.concatenate(rows, axis=0)).save(args.sheet)
     passed = sum(v.ok for v in verdicts.values())
+    sampler = args.scheduler or "the model's own"
     print(
         f"adherence: {passed}/{len(verdicts)} = {rate:.0%} over {len(seeds)} seeds, {args.steps} steps, "
-        f"guidance {args.guidance}"
+        f"guidance {args.guidance}, {sampler} sampler"
     )
     for name, (passed, total) in criteria_rates(verdicts.values()).items():
         print(f"  {name:<7} {passed}/{total} = {passed / total:.0%}")

@@ -47,7 +47,10 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "in the middle": (0.5, 0.5),
 }
 STAR_TURN = 0.3  # a star is turned by up to this many radians either way
-SIZES = {"small": 7.0, "": 11.0, "large": 16.0}  # radius in pixels; no word is the middle size
+# Radius in pixels; no word is the middle size. With a middle size of 11 the model drew stars and squares as lumps
+# (a shape spans a few latent pixels); at 13 it draws most of them, and the held-out captions' shape rate went from
+# 60 % to 82 %.
+SIZES = {"small": 8.0, "": 13.0, "large": 17.0}
 SKIES = {"under a blue sky": "day", "at sunset": "sunset", "at night": "night"}
 GROUNDS = ("green hills", "the sea", "a desert", "snowy mountains")
 

@@ -4,7 +4,7 @@
 
 * ``toy-r1-sweep.png``: R1 over 8 angles in [0, 2π) × latent layers 0-19 of 20 (the paper's figure 5 grid);
 * ``toy-operators.png``: one sweep per operator (add, threshold, inversion, R1-R4, reflection, erosion,
-  dilation), each over a few values at latent layers 12 and 17 of 20 (the model repairs most bends made earlier),
+  dilation), each over a few values at latent layers 12 and 19 of 20 (the model repairs most bends made earlier),
   stacked into one picture.
 
 The sweep files and their rendered rows go to ``--work``; rerunning resumes what is already rendered.
@@ -24,7 +24,7 @@ ROOT = HERE.parents[1]
 
 PROMPT = "a gorgeous landscape"
 STEPS = 20
-LAYERS = [12, 17]
+LAYERS = [12, 19]
 # (bend name, operator, options, values): values None for an operator without a parameter
 OPERATORS = [
     ("add", "add", {}, [-1.0, -0.5, 0.5, 1.0]),

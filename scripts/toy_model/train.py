@@ -242,6 +242,8 @@ def train_unet(
     prediction_type="epsilon",
     layout_steps=0,
     layout_from=700,
+    layout_share=0.0,
+    ema_decay=0.0,
 ) -> None:
     from diffusers import DDPMScheduler
 
@@ -256,6 +258,7 @@ def train_unet(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.03)
     unet.train()
     text_encoder.train()
+    ema = [p.detach().clone() for p in params] if ema_decay else None
     started = time.perf_counter()
     average = None
     for step in range(steps):
@@ -273,8 +276,14 @@ def train_unet(
         # The layout phase: the first steps see only the noisiest timesteps, where the words must place the shape
         # (a probe learnt left from right there in about 600 steps; spread over every timestep from the start, the
         # same budget learnt colours and shapes but no place).
+        # After it, ``layout_share`` of each batch stays there, so that the place is not forgotten while shapes
+        # are refined (4000 steps without it placed 65 % of shapes, 3000 steps 100 %).
+        last = noise_schedule.config.num_train_timesteps
         low = layout_from if step < layout_steps else 0
-        t = torch.randint(low, noise_schedule.config.num_train_timesteps, (batch,), generator=generator)
+        t = torch.randint(low, last, (batch,), generator=generator)
+        kept = round(layout_share * batch) if step >= layout_steps else 0
+        if kept:
+            t[:kept] = torch.randint(layout_from, last, (kept,), generator=generator)
         noisy = noise_schedule.add_noise(x0, noise, t)
         context = text_encoder(tokens)[0]
         predicted = unet(noisy, t, encoder_hidden_states=context).sample
@@ -287,9 +296,19 @@ def train_unet(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
+        if ema is not None:
+            # an exponential moving average of the weights, warmed up so that early steps do not dominate it
+            decay = min(ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for averaged, param in zip(ema, params, strict=True):
+                    averaged.lerp_(param, 1 - decay)
         average = loss.item() if average is None else 0.98 * average + 0.02 * loss.item()
         if step % 50 == 0 or step == steps - 1:
             log(f"unet step {step}/{steps} loss {average:.4f} ({time.perf_counter() - started:.0f} s)")
+    if ema is not None:
+        with torch.no_grad():
+            for param, averaged in zip(params, ema, strict=True):
+                param.copy_(averaged)
     unet.eval()
     text_encoder.eval()
 
@@ -309,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snr-floor", type=float, default=1.0, help="least loss weight of the noisiest steps")
     parser.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
     parser.add_argument("--layout-steps", type=int, default=600, help="first U-Net steps on the noisiest timesteps")
+    parser.add_argument(
+        "--layout-share", type=float, default=0.0, help="share of each later batch kept on the noisiest timesteps"
+    )
+    parser.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: none)")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="save the trained VAE here, or reuse it if the file exists"
     )
@@ -358,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
         args.snr_floor,
         args.prediction,
         args.layout_steps,
+        layout_share=args.layout_share,
+        ema_decay=args.ema,
     )
     unet_done = time.perf_counter()
 
@@ -388,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         "snr_floor": args.snr_floor,
         "prediction": args.prediction,
         "layout_steps": args.layout_steps,
+        "layout_share": args.layout_share,
+        "ema": args.ema,
         "offset_noise": args.offset_noise,
         "vae_reused_from": str(args.checkpoint) if vae_reused else None,
         "vae_seconds": round(vae_done - started),
