@@ -46,8 +46,8 @@ TINY = "tiny-random"
 TOY = "toy-shapes"  # the default: shipped in models/, pictures that mean something without a download
 SCENE = "demo"
 PROMPTS = ("a floating orb", "a gorgeous landscape")
-# The markers the crossfade runs between, as shares of the song: the orb holds its colour for the first 40 % (a
-# half-faded orb is drawn white, and the song shows less on white), the landscape takes the last 30 %.
+# The markers the crossfade runs between, as shares of the song: the orb holds for the first 40 %, where the song
+# recolours it (toy-shapes draws a half-faded orb as neither orb nor landscape), the landscape takes the last 30 %.
 CROSSFADE = (0.4, 0.7)
 RMS_HIGH = 2 * math.pi  # R1 turns through 0..2π with loudness
 ONSET_HIGH = 2.0  # on a hit, 5% of the latent's elements move by up to 2 noise standard deviations
