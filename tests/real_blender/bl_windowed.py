@@ -277,10 +277,8 @@ def session():
     image_editor.type = "IMAGE_EDITOR"
     # Blender 5 shows the workspace's sequencer scene in the Sequencer, not the window's; a file saved in
     # background mode has none.
-    workspace = window().workspace
-    if hasattr(workspace, "sequencer_scene") and workspace.sequencer_scene is None:
-        workspace.sequencer_scene = scene
-        checks.note(f"set the workspace {workspace.name!r}'s sequencer scene to {scene.name!r} (it had none)")
+    if extension().blender.compat.show_in_sequencer(scene):
+        checks.note(f"made {scene.name!r} the sequencer scene of the workspaces that had none")
     yield 1.0
     with override(sequencer):
         bpy.ops.sequencer.view_all()
