@@ -51,11 +51,10 @@ PROMPTS = ("a floating orb", "a gorgeous landscape")
 CROSSFADE = (0.4, 0.7)
 RMS_HIGH = 2 * math.pi  # R1 turns through 0..2π with loudness
 ONSET_HIGH = 2.0  # on a hit, 5% of the latent's elements move by up to 2 noise standard deviations
-# Where the two bends act, as a share of the denoising steps: 16 of toy-shapes' 20, 40 of a real model's 50. At
+# Where the two bends act, as a share of the denoising steps: 10 of toy-shapes' 20, 25 of a real model's 50. At
 # layer 0 they change only the starting noise, which stays noise of the same kind and gives another orb rather than a
-# recoloured one; by then the picture has formed, and R1 turns its colours with the loudness (toy-shapes repairs
-# most of a turn made half way: its orb stayed pale yellow, a frame-to-frame difference of 2.6 against 5.1 here).
-BEND_DEPTH = 0.8
+# recoloured one; half way the picture has formed, and R1 turns its colours with the loudness.
+BEND_DEPTH = 0.5
 SAMPLE_RATE = 22050
 
 NO_AUDIO = "This bpy module has no audio support (Blender 4.2's PyPI build); run the demo with bpy 4.5 or 5.0"

@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "toy-shapes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=8000, help="training pictures (drawn, then encoded once)")
-    parser.add_argument("--vae-steps", type=int, default=2000)
+    parser.add_argument("--vae-steps", type=int, default=6000)
     parser.add_argument("--vae-shape-weight", type=float, default=10.0, help="extra loss weight of shape pixels")
     parser.add_argument("--vae-batch", type=int, default=8)
     parser.add_argument("--unet-steps", type=int, default=6000)

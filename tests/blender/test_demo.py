@@ -168,8 +168,8 @@ def test_demo_blend_reopens_with_strips_curves_and_drivers(demo_run, blend_summa
     assert drivers["bend.bends[1].param"]["target"] == '["bend_onset"]'
     rotation, sparkle = summary["bends"]
     assert (rotation["name"], sparkle["name"]) == ("R1", "Add")
-    layer = demo.render_settings(None).bend_layer  # 16 of toy-shapes' 20 steps
-    assert layer == 16
+    layer = demo.render_settings(None).bend_layer  # 10 of toy-shapes' 20 steps
+    assert layer == 10
     assert (rotation["op"], rotation["place"], rotation["layer"]) == ("rotate_r1", "LATENT", layer)
     assert (sparkle["op"], sparkle["place"], sparkle["layer"], sparkle["selection"]) == (
         "add",
