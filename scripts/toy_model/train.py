@@ -12,8 +12,8 @@ give the same weights on the same machine and library versions (the shipped ones
 3. the text encoder (a 2-layer ``CLIPTextModel``) and the ``UNet2DConditionModel`` learn v-prediction, with 10 % of
    captions dropped for classifier-free guidance and offset noise; a layout phase on the noisiest timesteps comes
    first, a quarter of every later batch stays there, and the loss weights keep a floor there (``loss_weights``):
-   that is where the words must place a shape. The weights saved are a moving average of the last steps' (decay
-   0.999) over 6000 steps.
+   that is where the words must place a shape. The weights saved are a moving average of the last steps'
+   (``--ema``).
 
 On a 2-core CPU shared with other work, one thread was 4× faster than two (two threads wait on each other when
 the cores are busy); on an idle machine two are 1.5× faster.
