@@ -9,7 +9,7 @@
 | ``//`` paths in path properties | always allowed | need ``PATH_SUPPORTS_BLEND_RELATIVE`` | same | same |
 | a sound strip's ``sound_offset`` | absent | present | present | present |
 | strip timing | old names (below) | same | same | new names (5.1+) |
-| which scene the Sequencer shows | the window's | same | the workspace's ``sequencer_scene`` | same |
+| the Sequencer's scene (``sequencer_scene``) | the window's | same | the workspace's, else the window's | same |
 
 Strip timing, old name → new name (5.1 deprecates the old ones, removal planned in 6.0): ``frame_start`` →
 ``content_start``, ``frame_final_start`` → ``left_handle``, ``frame_final_end`` → ``right_handle``,
@@ -76,6 +76,16 @@ def strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:
     """The top-level strips of the scene's sequence editor (created if needed)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
     return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene | None:
+    """The scene the extension works on: the one whose strips the Sequencer shows.
+
+    Blender 5 shows the workspace's ``sequencer_scene``, which can differ from the window's scene; its own Sequencer
+    panels, operators and Render menu read ``context.sequencer_scene``. When the workspace has none (a file made in
+    background mode, a script) or before 5.0, that is the window's scene.
+    """
+    return getattr(context, "sequencer_scene", None) or context.scene
 
 
 def show_in_sequencer(scene: bpy.types.Scene) -> int:

@@ -126,7 +126,10 @@ def scene_model_family(scene):
 
 
 def _unet_target_items(self, context):
-    family = scene_model_family(context.scene) if context is not None and context.scene is not None else None
+    # The family of the scene that owns the bend; a legacy Bend node's owner is its node tree.
+    owner = getattr(self, "id_data", None)
+    scene = owner if isinstance(owner, bpy.types.Scene) else compat.sequencer_scene(context) if context else None
+    family = scene_model_family(scene) if scene is not None else None
     key = getattr(family, "name", "")
     if key not in _TARGET_ITEMS:
         _TARGET_ITEMS[key] = unet_target_items(family)

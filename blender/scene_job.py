@@ -2,8 +2,9 @@
 
 Each frame is evaluated with ``scene.frame_set`` (so keyframes and drivers both apply) and its animated values
 (prompt weights, noise phase, img2img strength, bend parameters and LoRA weights, read from the scene's bend stack)
-become that frame's record. The document is the
-engine's job format (README.md, "The job file"); the engine validates it again in the child process.
+become that frame's record; a scene that only Blender 5's Sequencer shows is read from its evaluated copy
+(``animated``). The document is the engine's job format (README.md, "The job file"); the engine validates it again
+in the child process.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -118,6 +120,21 @@ def _check_finite(bend, value: float | list[float], frame: int) -> None:
             )
 
 
+def animated(scene: bpy.types.Scene) -> Callable[[], bpy.types.Scene]:
+    """Where the scene's animated values are read after ``scene.frame_set``.
+
+    Blender writes them back to the original data only from the active depsgraph, the window scene's. A scene that
+    Blender 5 shows only in the Sequencer (the workspace's ``sequencer_scene``) has its values in the evaluated copy
+    of its own depsgraph (which ``frame_set`` makes when it has none); the tag makes that copy take the values set
+    since it was last evaluated. (Seen in Blender 5.2.2 with a window and in the 5.0.1 module: after ``frame_set``
+    such a scene's driven values stayed at their last ones; the evaluated copy had this frame's.)
+    """
+    if scene == bpy.context.scene:
+        return lambda: scene
+    scene.update_tag()
+    return lambda: scene.evaluated_get(scene.view_layers[0].depsgraph)
+
+
 def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[str, object]:
     """The job document for every frame of the scene's range (frame ranges are chosen when rendering).
 
@@ -126,7 +143,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     settings = scene.bend
     width, height = output_size(scene)
     bends = [b for b in bend_stack.bends(scene) if b.enabled]
-    driven = [b for b in bends if OPERATORS[b.op].takes_param]
+    driven = [(i, b) for i, b in enumerate(bend_stack.bends(scene)) if b.enabled and OPERATORS[b.op].takes_param]
     loras = bend_stack.loras(scene)
     lora_records = _lora_records(scene)
     prompts = list(settings.prompts)
@@ -141,6 +158,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     loop = n_frames if settings.noise_mode == "paper" else max(n_frames - 1, 1)
     frames = []
     current = scene.frame_current
+    evaluated = animated(scene)
     try:
         for frame in range(first, last + 1) if only is None else only:
             if not first <= frame <= last:
@@ -148,28 +166,29 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
                     f"Frame {frame} is outside the scene's range {first}-{last}: go to a frame within it"
                 )
             scene.frame_set(frame)
-            weights = [p.weight for p in prompts] if prompts else [1.0]
+            live = evaluated()
+            weights = [p.weight for p in live.bend.prompts] if prompts else [1.0]
             if not sum(weights) > 0:
                 raise SceneJobError(f"Frame {frame}: every prompt weight is 0; key at least one prompt above 0")
             record = {
                 "frame": frame,
                 "prompt_weights": weights,
                 "phase": (
-                    2 * math.pi * (frame - first) / loop if settings.phase_mode == "LOOP" else settings.noise_phase
+                    2 * math.pi * (frame - first) / loop if settings.phase_mode == "LOOP" else live.bend.noise_phase
                 ),
-                "strength": settings.strength,
+                "strength": live.bend.strength,
                 # a number, or a list of the operator's components for a vector operator
-                "bends": {b.name: b.param_value() for b in driven},
+                "bends": {b.name: bend_stack.bends(live)[i].param_value() for i, b in driven},
             }
-            for bend in driven:
+            for _, bend in driven:
                 _check_finite(bend, record["bends"][bend.name], frame)
             if loras:
-                record["loras"] = {lora.name: lora.weight for lora in loras}
-                for lora in loras:
-                    if not math.isfinite(lora.weight):
+                lora_weights = [lora.weight for lora in bend_stack.loras(live)]
+                record["loras"] = {lora.name: weight for lora, weight in zip(loras, lora_weights, strict=True)}
+                for lora, weight in zip(loras, lora_weights, strict=True):
+                    if not math.isfinite(weight):
                         raise SceneJobError(
-                            f"LoRA {lora.name!r} at frame {frame}: its weight is {lora.weight}; fix its keyframes "
-                            "or driver"
+                            f"LoRA {lora.name!r} at frame {frame}: its weight is {weight}; fix its keyframes or driver"
                         )
             frames.append(record)
     finally:

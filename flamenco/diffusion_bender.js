@@ -45,7 +45,9 @@ const JOB_TYPE = {
             key: "frames",
             type: "string",
             required: true,
-            eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
+            // The scene bend.render renders on the Worker: the one the Sequencer shows (Blender 5's workspace
+            // sequencer scene), or the window's.
+            eval: "f'{(getattr(C, \"sequencer_scene\", None) or C.scene).frame_start}-{(getattr(C, \"sequencer_scene\", None) or C.scene).frame_end}'",
             evalInfo: {showLinkButton: true, description: "The scene's frame range"},
             description: "Frames to render: ranges and frames separated by commas, such as '1-250', '1-10,20-30' "
                 + "or '47' (Blender's '1..250' works too)",
@@ -72,7 +74,7 @@ const JOB_TYPE = {
             type: "string",
             choices: ["txt2img", "img2img"],
             required: true,
-            eval: "C.scene.bend.mode",
+            eval: "(getattr(C, \"sequencer_scene\", None) or C.scene).bend.mode",
             visible: "web",
             description: "The scene's Bend mode, read at submission. txt2img frames are independent and split into "
                 + "chunks across Workers; img2img frames each start from the previous one, so they render as ONE "

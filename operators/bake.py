@@ -189,7 +189,7 @@ class BEND_OT_bake_audio(bpy.types.Operator):
             return {"CANCELLED"}
         started = time.perf_counter()
         try:
-            message, warnings = bake(context.scene)
+            message, warnings = bake(compat.sequencer_scene(context))
         except AudioSourceError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -215,7 +215,7 @@ class BEND_OT_add_music_markers(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         if not _can_analyse(self):
             return {"CANCELLED"}
-        scene = context.scene
+        scene = compat.sequencer_scene(context)
         try:
             events, reused, warnings = music_events(scene)
             named_frames = marker_frames(scene, self.kind, events[self.kind])

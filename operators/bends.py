@@ -7,7 +7,7 @@ here that changes positions renumbers the animation with the items, so each bend
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..blender import animated_list, bend_stack
+from ..blender import animated_list, bend_stack, compat
 from ..engine.catalog import OPERATORS
 
 DEFAULT_NAMES = {"rotate_r1": "R1", "rotate_r2": "R2", "rotate_r3": "R3", "rotate_r4": "R4"}
@@ -23,7 +23,7 @@ class BEND_OT_bend_add(bpy.types.Operator):
     op: EnumProperty(name="Operator", items=[(n, n, s.summary) for n, s in OPERATORS.items()], default="rotate_r1")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         bend = animated_list.add_item(settings.bends, DEFAULT_NAMES.get(self.op, self.op.replace("_", " ").title()))
         bend.op = self.op
         param = OPERATORS[self.op].param
@@ -36,7 +36,7 @@ class BEND_OT_bend_add(bpy.types.Operator):
 class _ActiveBend:
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and bend_stack.active_bend(context.scene) is not None
+        return (scene := compat.sequencer_scene(context)) is not None and bend_stack.active_bend(scene) is not None
 
 
 class BEND_OT_bend_remove(_ActiveBend, bpy.types.Operator):
@@ -47,7 +47,7 @@ class BEND_OT_bend_remove(_ActiveBend, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         animated_list.remove_item(settings.bends, settings.bend_index)
         settings.bend_index = max(0, min(settings.bend_index, len(settings.bends) - 1))
         return {"FINISHED"}
@@ -61,7 +61,7 @@ class BEND_OT_bend_duplicate(_ActiveBend, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         animated_list.duplicate_item(settings.bends, settings.bend_index, bend_stack.copy_settings)
         settings.bend_index += 1
         return {"FINISHED"}
@@ -77,7 +77,7 @@ class BEND_OT_bend_move(_ActiveBend, bpy.types.Operator):
     direction: EnumProperty(items=[("UP", "Up", ""), ("DOWN", "Down", "")])
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         offset = -1 if self.direction == "UP" else 1
         if not animated_list.move_item(settings.bends, settings.bend_index, offset):
             return {"CANCELLED"}
@@ -100,7 +100,7 @@ class BEND_OT_lora_add(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         stem = bpy.path.display_name_from_filepath(self.filepath) if self.filepath else "LoRA"
         lora = animated_list.add_item(settings.loras, stem or "LoRA")
         if self.filepath:
@@ -119,10 +119,10 @@ class BEND_OT_lora_remove(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and bend_stack.active_lora(context.scene) is not None
+        return (scene := compat.sequencer_scene(context)) is not None and bend_stack.active_lora(scene) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         animated_list.remove_item(settings.loras, settings.lora_index)
         settings.lora_index = max(0, min(settings.lora_index, len(settings.loras) - 1))
         return {"FINISHED"}

@@ -14,7 +14,7 @@ components, decorrelated), so a six-angle rotation moves with six independent cu
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..blender import audio_features, bend_stack
+from ..blender import audio_features, bend_stack, compat
 from ..blender.animation import item_drivers
 from ..blender.properties import FEATURE_LABELS, PARAM_PROPS
 from ..engine.catalog import EMBEDDING_COMPONENTS, FEATURE_NAMES, OPERATORS
@@ -23,9 +23,10 @@ VARIABLE = "feature"
 
 
 def _bend(context: bpy.types.Context, index: int) -> bpy.types.PropertyGroup | None:
+    scene = compat.sequencer_scene(context)
     if index < 0:
-        return bend_stack.active_bend(context.scene)
-    bends = bend_stack.bends(context.scene)
+        return bend_stack.active_bend(scene)
+    bends = bend_stack.bends(scene)
     return bends[index] if index < len(bends) else None
 
 
@@ -81,7 +82,7 @@ class _DriveDialog:
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and len(bend_stack.bends(context.scene)) > 0
+        return (scene := compat.sequencer_scene(context)) is not None and len(bend_stack.bends(scene)) > 0
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         return context.window_manager.invoke_props_dialog(self)
@@ -119,7 +120,7 @@ class BEND_OT_drive_from_feature(_DriveDialog, bpy.types.Operator):
                 return {"CANCELLED"}
             component = self.component
         fcurve = add_feature_driver(
-            context.scene, bend.name, self.feature, self.low, self.high, bend.param_prop(), component
+            compat.sequencer_scene(context), bend.name, self.feature, self.low, self.high, bend.param_prop(), component
         )
         if not fcurve.driver.is_valid:
             self.report({"ERROR"}, f"The driver on {bend.name!r} is invalid: bake the audio first (Bend > Audio)")
@@ -158,7 +159,7 @@ class BEND_OT_drive_from_embedding(_DriveDialog, bpy.types.Operator):
         for i in range(count):
             base = defaults[i] if self.around_default else 0.0
             add_feature_driver(
-                context.scene,
+                compat.sequencer_scene(context),
                 bend.name,
                 f"embed_{i}",
                 base + self.low,

@@ -167,18 +167,18 @@ class BEND_OT_export_video(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None
+        return compat.sequencer_scene(context) is not None
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if context.window is None:
             return self.execute(context)
         if not self.filepath:
-            self.filepath = default_filepath(context.scene)
+            self.filepath = default_filepath(compat.sequencer_scene(context))
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        scene = context.scene
+        scene = compat.sequencer_scene(context)
         problem = check_scene(scene)
         if problem:
             self.report({"ERROR"}, problem)

@@ -26,7 +26,7 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from ..blender import preferences
+from ..blender import compat, preferences
 from ..blender.engine_python import check_dependencies, engine_python
 from ..blender.scene_job import SceneJobError, build_job, output_folder
 from ..blender.status_bar import BOARD, model_name
@@ -45,7 +45,7 @@ def preview_folder(scene: bpy.types.Scene) -> Path:
 
 def preview_request(context: bpy.types.Context) -> dict:
     """The preview request for the current frame and settings (the warm engine adds its id)."""
-    scene = context.scene
+    scene = compat.sequencer_scene(context)
     frame = scene.frame_current
     settings = scene.bend.preview
     previous = None
@@ -106,12 +106,13 @@ class BEND_OT_preview_frame(bpy.types.Operator):
 
     _timer = None
     _model = ""
+    _frame = 0
     _ticket: Ticket | None = None
 
     def _send(self, context: bpy.types.Context) -> Ticket:
         check_dependencies(context)
         payload = preview_request(context)
-        self._model = payload["job"]["model"]["source"]
+        self._model, self._frame = payload["job"]["model"]["source"], payload["frame"]
         self._ticket = send_preview(payload, engine_python(context))
         return self._ticket
 
@@ -129,9 +130,7 @@ class BEND_OT_preview_frame(bpy.types.Operator):
         if kind == "preview":
             show_preview(event["file"])
             loaded = "model loaded" if event["model_loaded"] else "model warm"
-            self.report(
-                {"INFO"}, f"Preview of frame {bpy.context.scene.frame_current} in {event['seconds']:.2f} s ({loaded})"
-            )
+            self.report({"INFO"}, f"Preview of frame {self._frame} in {event['seconds']:.2f} s ({loaded})")
             return {"FINISHED"}
         if kind == "cancelled":
             self.report({"WARNING"}, "Preview stopped")
@@ -167,7 +166,7 @@ class BEND_OT_preview_frame(bpy.types.Operator):
             return {"CANCELLED"}
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
-        frame = context.scene.frame_current
+        frame = self._frame
         if warm:
             line = f"Bend: previewing frame {frame}... Esc to stop"
         else:  # a fresh engine process loads the model first, which takes longer than the preview itself
@@ -240,11 +239,12 @@ class LivePreview:
     def update(self, context: bpy.types.Context) -> None:
         """Request the current frame with the current settings if either changed; send the newest request when
         nothing is in flight."""
-        if self.dirty or context.scene.frame_current != self.frame:
+        frame = compat.sequencer_scene(context).frame_current
+        if self.dirty or frame != self.frame:
             self.dirty = False
             self.building = True
             try:
-                self.frame = context.scene.frame_current
+                self.frame = frame
                 payload = preview_request(context)
                 python = engine_python(context)
             except SceneJobError as exc:

@@ -7,7 +7,7 @@ embeddings by weight, so a crossfade is just keyframed weights.
 
 import bpy
 
-from ..blender import animated_list
+from ..blender import animated_list, compat
 from ..blender.animation import write_keys
 
 
@@ -27,7 +27,7 @@ class BEND_OT_prompt_add(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         prompt = animated_list.add_item(settings.prompts, _unique_prompt_name(settings.prompts))
         prompt.weight = 1.0 if len(settings.prompts) == 1 else 0.0
         settings.prompt_index = len(settings.prompts) - 1
@@ -43,11 +43,11 @@ class BEND_OT_prompt_remove(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         return 0 <= settings.prompt_index < len(settings.prompts)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.bend
+        settings = compat.sequencer_scene(context).bend
         animated_list.remove_item(settings.prompts, settings.prompt_index)
         settings.prompt_index = max(0, min(settings.prompt_index, len(settings.prompts) - 1))
         return {"FINISHED"}
@@ -67,7 +67,7 @@ class BEND_OT_crossfade_at_markers(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        scene = context.scene
+        scene = compat.sequencer_scene(context)
         n = len(scene.bend.prompts)
         if n < 2:
             self.report({"ERROR"}, "Add at least two prompts to crossfade between")

@@ -181,7 +181,7 @@ class BEND_OT_render(EngineRun, bpy.types.Operator):
     frame_end: IntProperty(name="End", description="Last frame to render; -1: the scene's end", default=-1)
 
     def _start(self, context: bpy.types.Context) -> RenderSession:
-        scene = context.scene
+        scene = compat.sequencer_scene(context)
         check_dependencies(context)
         first = scene.frame_start if self.frame_start < 0 else self.frame_start
         last = scene.frame_end if self.frame_end < 0 else self.frame_end

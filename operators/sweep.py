@@ -12,7 +12,7 @@ from pathlib import Path
 
 import bpy
 
-from ..blender import bend_stack, preferences
+from ..blender import bend_stack, compat, preferences
 from ..blender.engine_process import EXIT_STOPPED, EngineProcess
 from ..blender.engine_python import check_dependencies, engine_python
 from ..blender.engine_run import EngineRun, EngineSession
@@ -113,10 +113,10 @@ class BEND_OT_sweep(EngineRun, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and bend_stack.active_bend(context.scene) is not None
+        return (scene := compat.sequencer_scene(context)) is not None and bend_stack.active_bend(scene) is not None
 
     def _start(self, context: bpy.types.Context) -> SweepSession:
-        scene = context.scene
+        scene = compat.sequencer_scene(context)
         check_dependencies(context)
         bend = bend_stack.active_bend(scene)
         if not bend.enabled:

@@ -2,6 +2,7 @@
 
 import bpy
 
+from ..blender import compat
 from .sequencer import CATEGORY, draw_bends
 
 
@@ -12,6 +13,10 @@ class BEND_PT_graph_bends(bpy.types.Panel):
     bl_label = "Bends"
 
     def draw(self, context):
+        scene = compat.sequencer_scene(context)
+        if scene != context.scene:  # Blender 5: this editor lists the window scene's curves, not the Sequencer's
+            self.layout.label(text=f"Bends of the Sequencer's scene, {scene.name!r}", icon="INFO")
+            self.layout.label(text=f"This editor lists the curves of {context.scene.name!r}")
         draw_bends(self.layout, context)
 
 

@@ -104,7 +104,7 @@ def _draw_family(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
 
 
 def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    scene = context.scene
+    scene = compat.sequencer_scene(context)
     settings = scene.bend
     draw_missing_notice(layout)
 
@@ -162,7 +162,7 @@ def draw_model(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
 
 def draw_prompts(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    settings = context.scene.bend
+    settings = compat.sequencer_scene(context).bend
     row = layout.row()
     row.template_list("BEND_UL_prompts", "", settings, "prompts", settings, "prompt_index", rows=3)
     col = row.column(align=True)
@@ -173,7 +173,7 @@ def draw_prompts(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
 
 
 def draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    scene = context.scene
+    scene = compat.sequencer_scene(context)
     bake = scene.bend.audio_bake
     layout.use_property_split = True
     layout.use_property_decorate = False
@@ -233,7 +233,7 @@ def draw_bends(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     The fields are the bend's own properties, so Blender colours a keyed or driven one and its keyframe dot, the
     I key and right-click Add Driver act on the path the job reads.
     """
-    scene = context.scene
+    scene = compat.sequencer_scene(context)
     settings = scene.bend
     row = layout.row()
     row.template_list("BEND_UL_bends", "", settings, "bends", settings, "bend_index", rows=4)
@@ -313,13 +313,14 @@ def _draw_vector_param(layout: bpy.types.UILayout, bend: bpy.types.PropertyGroup
 
 def draw_loras(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The stack's LoRAs: each one's weight animates like a bend's parameter (key it, or drive it)."""
-    settings = context.scene.bend
+    scene = compat.sequencer_scene(context)
+    settings = scene.bend
     row = layout.row()
     row.template_list("BEND_UL_loras", "", settings, "loras", settings, "lora_index", rows=2)
     col = row.column(align=True)
     col.operator("bend.lora_add", text="", icon="ADD")
     col.operator("bend.lora_remove", text="", icon="REMOVE")
-    lora = bend_stack.active_lora(context.scene)
+    lora = bend_stack.active_lora(scene)
     if lora is None:
         return
     layout.use_property_split = True
@@ -330,7 +331,8 @@ def draw_loras(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
 
 def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    settings = context.scene.bend.preview
+    scene = compat.sequencer_scene(context)
+    settings = scene.bend.preview
     layout.use_property_split = True
     layout.use_property_decorate = False
     col = layout.column(align=True)
@@ -340,7 +342,7 @@ def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     _draw_install_hint(layout, dependencies.missing())  # none when an Engine Python brings its own
     row = layout.row(align=True)
     row.scale_y = 1.3
-    row.operator("bend.preview_frame", text=f"Preview Frame {context.scene.frame_current}", icon="IMAGE_DATA")
+    row.operator("bend.preview_frame", text=f"Preview Frame {scene.frame_current}", icon="IMAGE_DATA")
     row.operator("bend.preview_release", text="Release GPU", icon="X")
     wm = context.window_manager  # Live Preview's state: read-only properties that operators/preview.py registers
     live = getattr(wm, "bend_live_preview", False)
@@ -351,10 +353,11 @@ def draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
 
 def draw_sweep(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """Bend > Sweep: the active bend's parameter × layers, as the paper's figure grids."""
-    settings = context.scene.bend
+    scene = compat.sequencer_scene(context)
+    settings = scene.bend
     layout.use_property_split = True
     layout.use_property_decorate = False
-    bend = bend_stack.active_bend(context.scene)
+    bend = bend_stack.active_bend(scene)
     if bend is None:
         layout.label(text="Add a bend to sweep it")
         return
@@ -370,7 +373,7 @@ def draw_sweep(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
 
 def draw_render(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-    scene = context.scene
+    scene = compat.sequencer_scene(context)
     settings = scene.bend
     layout.use_property_split = True
     layout.use_property_decorate = False
