@@ -88,8 +88,9 @@ def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene | None:
     return getattr(context, "sequencer_scene", None) or context.scene
 
 
-def show_in_sequencer(scene: bpy.types.Scene) -> int:
-    """Make ``scene`` the Sequencer's scene in every workspace that has none; returns how many changed.
+def show_in_sequencer(scene: bpy.types.Scene, replace: bool = False) -> int:
+    """Make ``scene`` the Sequencer's scene in every workspace that has none (every workspace, with ``replace``);
+    returns how many changed.
 
     Blender 5 shows a workspace's ``sequencer_scene`` in the Sequencer, not the window's scene, and a file made in
     background mode has none: opened in Blender, its Sequencer would be empty. Before 5.0 the Sequencer shows the
@@ -97,7 +98,11 @@ def show_in_sequencer(scene: bpy.types.Scene) -> int:
     """
     changed = 0
     for workspace in bpy.data.workspaces:
-        if hasattr(workspace, "sequencer_scene") and workspace.sequencer_scene is None:
+        if (
+            hasattr(workspace, "sequencer_scene")
+            and workspace.sequencer_scene != scene
+            and (replace or workspace.sequencer_scene is None)
+        ):
             workspace.sequencer_scene = scene
             changed += 1
     return changed

@@ -3,7 +3,7 @@
 Each frame is evaluated with ``scene.frame_set`` (so keyframes and drivers both apply) and its animated values
 (prompt weights, noise phase, img2img strength, bend parameters and LoRA weights, read from the scene's bend stack)
 become that frame's record; a scene that only Blender 5's Sequencer shows is read from its evaluated copy
-(``animated``). The document is the engine's job format (README.md, "The job file"); the engine validates it again
+(``_animated``). The document is the engine's job format (README.md, "The job file"); the engine validates it again
 in the child process.
 """
 
@@ -120,14 +120,14 @@ def _check_finite(bend, value: float | list[float], frame: int) -> None:
             )
 
 
-def animated(scene: bpy.types.Scene) -> Callable[[], bpy.types.Scene]:
+def _animated(scene: bpy.types.Scene) -> Callable[[], bpy.types.Scene]:
     """Where the scene's animated values are read after ``scene.frame_set``.
 
-    Blender writes them back to the original data only from the active depsgraph, the window scene's. A scene that
-    Blender 5 shows only in the Sequencer (the workspace's ``sequencer_scene``) has its values in the evaluated copy
-    of its own depsgraph (which ``frame_set`` makes when it has none); the tag makes that copy take the values set
-    since it was last evaluated. (Seen in Blender 5.2.2 with a window and in the 5.0.1 module: after ``frame_set``
-    such a scene's driven values stayed at their last ones; the evaluated copy had this frame's.)
+    For the window's scene, the original data: its depsgraph is the active one, which writes them back. A scene that
+    Blender 5 shows only in the Sequencer (the workspace's ``sequencer_scene``) is evaluated by its own depsgraph
+    (``frame_set`` makes one when it has none), and after a script's ``frame_set`` its original data kept the last
+    values while the evaluated copy had this frame's (Blender 5.2.2 with a window, and the 5.0.1 module). So it is
+    read from the evaluated copy; the tag makes that copy take the values set since it was last evaluated.
     """
     if scene == bpy.context.scene:
         return lambda: scene
@@ -143,7 +143,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     settings = scene.bend
     width, height = output_size(scene)
     bends = [b for b in bend_stack.bends(scene) if b.enabled]
-    driven = [(i, b) for i, b in enumerate(bend_stack.bends(scene)) if b.enabled and OPERATORS[b.op].takes_param]
+    driven = [b for b in bends if OPERATORS[b.op].takes_param]
     loras = bend_stack.loras(scene)
     lora_records = _lora_records(scene)
     prompts = list(settings.prompts)
@@ -158,7 +158,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
     loop = n_frames if settings.noise_mode == "paper" else max(n_frames - 1, 1)
     frames = []
     current = scene.frame_current
-    evaluated = animated(scene)
+    evaluated = _animated(scene)
     try:
         for frame in range(first, last + 1) if only is None else only:
             if not first <= frame <= last:
@@ -178,14 +178,14 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
                 ),
                 "strength": live.bend.strength,
                 # a number, or a list of the operator's components for a vector operator
-                "bends": {b.name: bend_stack.bends(live)[i].param_value() for i, b in driven},
+                "bends": {b.name: bend_stack.bends(live)[b.name].param_value() for b in driven},
             }
-            for _, bend in driven:
+            for bend in driven:
                 _check_finite(bend, record["bends"][bend.name], frame)
             if loras:
-                lora_weights = [lora.weight for lora in bend_stack.loras(live)]
-                record["loras"] = {lora.name: weight for lora, weight in zip(loras, lora_weights, strict=True)}
-                for lora, weight in zip(loras, lora_weights, strict=True):
+                record["loras"] = {lora.name: bend_stack.loras(live)[lora.name].weight for lora in loras}
+                for lora in loras:
+                    weight = record["loras"][lora.name]
                     if not math.isfinite(weight):
                         raise SceneJobError(
                             f"LoRA {lora.name!r} at frame {frame}: its weight is {weight}; fix its keyframes or driver"

@@ -47,7 +47,7 @@ const JOB_TYPE = {
             required: true,
             // The scene bend.render renders on the Worker: the one the Sequencer shows (Blender 5's workspace
             // sequencer scene), or the window's.
-            eval: "f'{(getattr(C, \"sequencer_scene\", None) or C.scene).frame_start}-{(getattr(C, \"sequencer_scene\", None) or C.scene).frame_end}'",
+            eval: "(lambda s: f'{s.frame_start}-{s.frame_end}')(getattr(C, \"sequencer_scene\", None) or C.scene)",
             evalInfo: {showLinkButton: true, description: "The scene's frame range"},
             description: "Frames to render: ranges and frames separated by commas, such as '1-250', '1-10,20-30' "
                 + "or '47' (Blender's '1..250' works too)",

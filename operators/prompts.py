@@ -43,8 +43,8 @@ class BEND_OT_prompt_remove(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        settings = compat.sequencer_scene(context).bend
-        return 0 <= settings.prompt_index < len(settings.prompts)
+        scene = compat.sequencer_scene(context)
+        return scene is not None and 0 <= scene.bend.prompt_index < len(scene.bend.prompts)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = compat.sequencer_scene(context).bend

@@ -14,7 +14,8 @@ class BEND_PT_graph_bends(bpy.types.Panel):
 
     def draw(self, context):
         scene = compat.sequencer_scene(context)
-        if scene != context.scene:  # Blender 5: this editor lists the window scene's curves, not the Sequencer's
+        # Blender 5: this editor lists the window scene's curves, not those of the scene the Sequencer shows.
+        if scene is not None and context.scene is not None and scene != context.scene:
             self.layout.label(text=f"Bends of the Sequencer's scene, {scene.name!r}", icon="INFO")
             self.layout.label(text=f"This editor lists the curves of {context.scene.name!r}")
         draw_bends(self.layout, context)

@@ -365,6 +365,9 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
         scene.bend.steps = settings.steps
         scene.bend.batch_size = settings.batch_size
         compat.strips(scene).new_sound("song", str(song), 1, 1)
+        # The operators work on the scene the Sequencer shows (Blender 5: the workspace's, which a user's startup
+        # file may have set), and Blender 5 opens the file with it in the Sequencer.
+        compat.show_in_sequencer(scene, replace=True)
         blend = out / "demo.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))  # frames go to //bend/demo/, next to it
 
@@ -409,7 +412,6 @@ def run(args: argparse.Namespace, steps: Steps) -> None:
 
     with steps(f"Saving {blend.name}"):
         bpy.ops.file.make_paths_relative()  # the song and the frames: the folder can move
-        compat.show_in_sequencer(scene)  # Blender 5 opens it with the song and the frames in the Sequencer
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
 
     with steps("Drawing contact_sheet.png and curves.png"):

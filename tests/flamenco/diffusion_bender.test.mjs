@@ -290,7 +290,7 @@ describe("the job type's settings", () => {
     it("read the frame range and the mode at submission from the scene the Sequencer shows", () => {
         // Evaluated in Blender by tests/blender/test_sequencer_scene.py.
         const scene = '(getattr(C, "sequencer_scene", None) or C.scene)';
-        assert.equal(byKey.frames.eval, `f'{${scene}.frame_start}-{${scene}.frame_end}'`);
+        assert.equal(byKey.frames.eval, `(lambda s: f'{s.frame_start}-{s.frame_end}')${scene}`);
         assert.equal(byKey.mode.eval, `${scene}.bend.mode`);
         // Settings the add-on does not show are evaluated when the job is submitted, never left stale.
         assert.ok(["web", "hidden"].includes(byKey.mode.visible));
