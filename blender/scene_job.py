@@ -167,6 +167,7 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
                 )
             scene.frame_set(frame)
             live = evaluated()
+            live_bends, live_loras = bend_stack.bends(live), bend_stack.loras(live)
             weights = [p.weight for p in live.bend.prompts] if prompts else [1.0]
             if not sum(weights) > 0:
                 raise SceneJobError(f"Frame {frame}: every prompt weight is 0; key at least one prompt above 0")
@@ -178,12 +179,12 @@ def build_job(scene: bpy.types.Scene, prefs, only: range | None = None) -> dict[
                 ),
                 "strength": live.bend.strength,
                 # a number, or a list of the operator's components for a vector operator
-                "bends": {b.name: bend_stack.bends(live)[b.name].param_value() for b in driven},
+                "bends": {b.name: live_bends[b.name].param_value() for b in driven},
             }
             for bend in driven:
                 _check_finite(bend, record["bends"][bend.name], frame)
             if loras:
-                record["loras"] = {lora.name: bend_stack.loras(live)[lora.name].weight for lora in loras}
+                record["loras"] = {lora.name: live_loras[lora.name].weight for lora in loras}
                 for lora in loras:
                     weight = record["loras"][lora.name]
                     if not math.isfinite(weight):

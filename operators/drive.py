@@ -120,7 +120,7 @@ class BEND_OT_drive_from_feature(_DriveDialog, bpy.types.Operator):
                 return {"CANCELLED"}
             component = self.component
         fcurve = add_feature_driver(
-            compat.sequencer_scene(context), bend.name, self.feature, self.low, self.high, bend.param_prop(), component
+            bend.id_data, bend.name, self.feature, self.low, self.high, bend.param_prop(), component
         )
         if not fcurve.driver.is_valid:
             self.report({"ERROR"}, f"The driver on {bend.name!r} is invalid: bake the audio first (Bend > Audio)")
@@ -159,7 +159,7 @@ class BEND_OT_drive_from_embedding(_DriveDialog, bpy.types.Operator):
         for i in range(count):
             base = defaults[i] if self.around_default else 0.0
             add_feature_driver(
-                compat.sequencer_scene(context),
+                bend.id_data,  # the scene that holds the bend
                 bend.name,
                 f"embed_{i}",
                 base + self.low,
