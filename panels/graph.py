@@ -16,8 +16,8 @@ class BEND_PT_graph_bends(bpy.types.Panel):
         scene = compat.sequencer_scene(context)
         # Blender 5: this editor lists the window scene's curves, not those of the scene the Sequencer shows.
         if scene is not None and context.scene is not None and scene != context.scene:
-            self.layout.label(text=f"Bends of the Sequencer's scene, {scene.name!r}", icon="INFO")
-            self.layout.label(text=f"This editor lists the curves of {context.scene.name!r}")
+            self.layout.label(text=f"Bends of {scene.name!r} (Sequencer)", icon="INFO")
+            self.layout.label(text=f"Curves here: {context.scene.name!r} (window)")
         draw_bends(self.layout, context)
 
 
