@@ -4,7 +4,8 @@ Opened on the workflow step's .blend. A timer drives the UI the way an artist wo
 Sequencer with its sidebar on the Bend tab (clicked with xdotool: ``Region.active_panel_category`` is read-only),
 another an Image Editor; then Render Bent Frames and Preview Frame run modally (``'INVOKE_DEFAULT'`` inside a
 ``context.temp_override``). Live Preview follows: on, the playhead moved three times without waiting, the last
-frame shown in "Bend Preview" and never an older one after a newer one, then Esc. Screenshots land in
+frame shown in "Bend Preview" and never an older one after a newer one, then Esc. Last, in Blender 5, a second
+scene shown in the Sequencer only: Add Bend lands on it, and the sidebars show it. Screenshots land in
 ``OUT/screenshots``: the window at each stage, and crops of the sidebar, the status bar during the render, the strip
 in the Sequencer, the preview and the Preview panel with Live Preview's button and time. A screenshot that is one
 flat colour is a FAIL.
@@ -253,6 +254,38 @@ def check_animation_editors(scene, area):
     yield 0.5
 
 
+def check_sequencer_scene(scene, sequencer):
+    """Blender 5 shows the workspace's Sequencer scene, which can differ from the window's: the Bend tab and its
+    operators work on the one the Sequencer shows, and the Graph Editor's Bends panel says whose curves the editor
+    lists. A second scene becomes the Sequencer's for the check (the window keeps ``scene``), then goes."""
+    workspace = window().workspace
+    if not hasattr(workspace, "sequencer_scene"):
+        return
+    second = bpy.data.scenes.new("Second Scene")
+    workspace.sequencer_scene = second
+    before = len(scene.bend.bends)
+    with override(sequencer, "UI"):
+        bpy.ops.bend.bend_add(op="threshold")
+    checks.check(
+        (len(second.bend.bends), len(scene.bend.bends)) == (1, before),
+        f"Add Bend in the Sequencer's sidebar did not add to {second.name!r}, the scene the Sequencer shows",
+    )
+    yield 0.5
+    yield from settled(sequencer)
+    crop_region(screenshot("window_sequencer_scene"), "sidebar_sequencer_scene", sequencer, "UI")
+    # The Sequencer's area, the widest, becomes a Graph Editor with its Bend tab for a moment.
+    sequencer.type = "GRAPH_EDITOR"
+    sequencer.spaces.active.show_region_ui = True
+    yield 0.5
+    yield from choose_category(sequencer)
+    yield from settled(sequencer)
+    crop_region(screenshot("window_graph_sequencer_scene"), "graph_bends_sequencer_scene", sequencer, "UI")
+    sequencer.type = "SEQUENCE_EDITOR"
+    workspace.sequencer_scene = scene
+    bpy.data.scenes.remove(second)
+    yield 0.5
+
+
 def session():
     if not checks.check(extension() is not None, f"{MODULE} is not loaded: the enable step must pass first"):
         return
@@ -357,6 +390,7 @@ def session():
         shot = screenshot("window_preview")
         crop_region(shot, "preview", image_editor)
     live = yield from check_live_preview(scene, sequencer, image_editor)
+    yield from check_sequencer_scene(scene, sequencer)
     with override():
         bpy.ops.bend.preview_release()
     for warning in seen.of(DeprecationWarning):
